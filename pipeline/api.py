@@ -1,0 +1,71 @@
+"""The typed function API behind every stage: what `otjr stage ...` and `dvc repro` call.
+
+Each function validates its inputs (params, names, files) before doing any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .core.errors import UserError
+from .params import Params, load_params
+
+
+def _params(params: Params | None) -> Params:
+    return params if params is not None else load_params()
+
+
+def _dataset(name: str) -> str:
+    from .data import DATASETS
+
+    DATASETS.get(name, key="--dataset")
+    return name
+
+
+def download(dataset: str, params: Params | None = None) -> Path:
+    from .data import download as fetch
+
+    _params(params)
+    return fetch(_dataset(dataset))
+
+
+def preprocess(dataset: str, params: Params | None = None) -> Path:
+    from .data import preprocess as prepare
+
+    p = _params(params)
+    return prepare(_dataset(dataset), p.data.val_fraction)
+
+
+def train(dataset: str, method: str, params: Params | None = None, resume: bool = True) -> Path:
+    from .methods import parse_run
+    from .train.loop import fit
+
+    p = _params(params)
+    run = parse_run(method, key="--method")
+    p.for_method(run.method)
+    return fit(_dataset(dataset), run, p, resume=resume)
+
+
+def attack(dataset: str, method: str, params: Params | None = None) -> Path:
+    from .attacks.run import attack_run
+    from .methods import parse_run
+
+    p = _params(params)
+    return attack_run(_dataset(dataset), parse_run(method, key="--method").name, p)
+
+
+def sanity(dataset: str, method: str, params: Params | None = None, strict: bool = False) -> tuple[Path, str]:
+    from .methods import parse_run
+    from .sanity.run import sanity_run
+
+    p = _params(params)
+    out, verdict = sanity_run(_dataset(dataset), parse_run(method, key="--method").name, p)
+    if strict and verdict == "fail":
+        raise UserError(f"{out}: a sanity rule failed (strict mode)")
+    return out, verdict
+
+
+def aggregate(params: Params | None = None) -> str:
+    from .report import aggregate as agg
+
+    return agg(_params(params))

@@ -1,0 +1,124 @@
+"""Robust accuracy of one model under a suite of attacks.
+
+Clean logits are computed once; each attack sees only the clean-correct examples; every
+adversarial batch is checked (range, budget, NaN) as it is produced; per-example robust
+flags are kept so the worst case over attacks is exact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..train.adversary import frozen
+from .base import Attack
+
+NORM_SLACK = 1e-6
+
+
+class InvalidAdversarial(RuntimeError):
+    """An attack produced an example outside [0, 1], outside its budget, or with NaN."""
+
+
+@dataclass
+class AttackOutcome:
+    robust: torch.Tensor  # bool per example (False where the clean prediction is already wrong)
+    validity: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class Evaluation:
+    clean: torch.Tensor  # bool per example
+    outcomes: dict[str, AttackOutcome] = field(default_factory=dict)
+
+    def worst_case(self) -> torch.Tensor:
+        flags = self.clean.clone()
+        for outcome in self.outcomes.values():
+            flags &= outcome.robust
+        return flags
+
+
+def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.flatten(1)
+    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+
+
+def check_valid(attack: Attack, x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, float]:
+    """Rule 1 of the sanity checks, enforced on every batch: raise on any violation."""
+    if x_adv.shape != x.shape:
+        raise InvalidAdversarial(f"{attack.name}: returned shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}")
+    nan = int(torch.isnan(x_adv).sum())
+    norms = perturbation_norm((x_adv - x).double(), attack.norm)
+    figures = {
+        "nan": nan,
+        "min": float(x_adv.min()) if x_adv.numel() else 0.0,
+        "max": float(x_adv.max()) if x_adv.numel() else 0.0,
+        "max_norm": float(norms.max()) if len(norms) else 0.0,
+        "budget": attack.eps,
+    }
+    if nan or figures["min"] < 0 or figures["max"] > 1 or figures["max_norm"] > attack.eps + NORM_SLACK:
+        raise InvalidAdversarial(f"{attack.name}: invalid adversarial batch {figures}")
+    return figures
+
+
+def _merge(total: dict[str, float], batch: dict[str, float]) -> dict[str, float]:
+    if not total:
+        return dict(batch)
+    return {"nan": total["nan"] + batch["nan"], "min": min(total["min"], batch["min"]),
+            "max": max(total["max"], batch["max"]), "max_norm": max(total["max_norm"], batch["max_norm"]),
+            "budget": batch["budget"]}
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def run_attack(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
+               batch_size: int) -> AttackOutcome:
+    robust = torch.zeros_like(clean)
+    idx = torch.nonzero(clean).flatten()
+    validity: dict[str, float] = {}
+    tic = time.perf_counter()
+    for i in range(0, len(idx), batch_size):
+        b = idx[i : i + batch_size]
+        x_adv = attack.perturb(model, x[b], y[b]).detach()
+        validity = _merge(validity, check_valid(attack, x[b], x_adv))
+        robust[b] = predict(model, x_adv, batch_size) == y[b]
+    if not validity:
+        validity = {"nan": 0, "min": 0.0, "max": 0.0, "max_norm": 0.0, "budget": attack.eps}
+    return AttackOutcome(robust, validity, time.perf_counter() - tic)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
+             on_attack=None) -> Evaluation:
+    """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode)."""
+    with frozen(model):
+        result = Evaluation(clean=predict(model, x, batch_size) == y)
+        for attack in attacks:
+            result.outcomes[attack.name] = run_attack(model, attack, x, y, result.clean, batch_size)
+            if on_attack:
+                on_attack(attack.name)
+    return result
+
+
+def percent(flags: torch.Tensor) -> float:
+    return 100.0 * float(flags.float().mean()) if len(flags) else float("nan")
+
+
+def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:
+    """The result-schema entries: clean, one per attack, worst_case."""
+    out: dict[str, Any] = {"clean": {"accuracy": percent(evaluation.clean), "n_correct": int(evaluation.clean.sum())}}
+    for attack in attacks:
+        o = evaluation.outcomes[attack.name]
+        out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), **attack.describe(),
+                            "validity": o.validity, "seconds": round(o.seconds, 3)}
+    worst = evaluation.worst_case()
+    out["worst_case"] = {"accuracy": percent(worst), "n_correct": int(worst.sum()),
+                         "attacks": [a.name for a in attacks]}
+    return out

@@ -1,0 +1,78 @@
+"""The attack stage: evaluate one checkpoint under the configured suite and write its record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core import paths
+from ..core.device import resolve_device
+from ..core.errors import UserError
+from ..core.io import save_tensors, write_json
+from ..core.progress import progress
+from ..core.versions import library_versions
+from ..data import load_meta, load_split
+from ..models import load_checkpoint
+from ..params import Params
+from .base import ATTACKS, Attack
+from .evaluate import evaluate, summarise
+
+
+def build_suite(params: Params, num_classes: int, names: list[str] | None = None) -> list[Attack]:
+    names = list(names or params.attack.suite)
+    return [ATTACKS.get(n, key="attack.suite")(params.attack.settings[n], num_classes) for n in names]
+
+
+def load_for_dataset(dataset: str, run: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """The run's checkpoint and the dataset's metadata; a model for another task is an error."""
+    path = paths.checkpoint(dataset, run)
+    meta = load_meta(dataset)
+    model = load_checkpoint(path)
+    info = model.checkpoint_info
+    if info["model"]["num_classes"] != meta["num_classes"]:
+        raise UserError(
+            f"{path}: model has {info['model']['num_classes']} classes but dataset {dataset} has {meta['num_classes']}"
+        )
+    if info.get("dataset") not in (None, dataset):
+        raise UserError(f"{path}: checkpoint was trained on {info['dataset']!r}, not {dataset!r}")
+    return model, info, meta
+
+
+def test_subset(dataset: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
+    x, y = load_split(dataset, "test")
+    return x[:n].to(device), y[:n].to(device), f"first {min(n, len(y))} images of the {dataset} test split"
+
+
+def attack_run(dataset: str, run: str, params: Params, show_progress: bool | None = None) -> Path:
+    model, info, meta = load_for_dataset(dataset, run)
+    attacks = build_suite(params, meta["num_classes"])
+    device = resolve_device(params.device)
+    model.to(device)
+    x, y, subset = test_subset(dataset, params.attack.n, device)
+    torch.manual_seed(params.seed)
+    with progress(show_progress) as bar:
+        task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
+        evaluation = evaluate(model, x, y, attacks, params.attack.batch_size,
+                              on_attack=lambda name: bar.advance(task))
+    record = {
+        "dataset": dataset,
+        "run": run,
+        "checkpoint": str(paths.checkpoint(dataset, run).relative_to(paths.root())),
+        "n": len(y),
+        "subset": subset,
+        "seed": params.seed,
+        "device": str(device),
+        "versions": library_versions(),
+        "training": info.get("settings", {}),
+        **summarise(evaluation, attacks),
+    }
+    flags = {"clean": evaluation.clean, "worst_case": evaluation.worst_case()}
+    flags.update({name: o.robust for name, o in evaluation.outcomes.items()})
+    save_tensors(paths.attack_flags(dataset, run), flags, {"record": json.dumps({"n": len(y), "subset": subset})})
+    out = paths.attack_result(dataset, run)
+    write_json(out, record)
+    return out

@@ -1,0 +1,72 @@
+"""Every file location of the pipeline, in one place.
+
+Paths are relative to the project root: the directory holding params.yaml and dvc.yaml,
+which is the working directory under DVC (or $OTJR_ROOT when set).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def root() -> Path:
+    return Path(os.environ.get("OTJR_ROOT", ".")).resolve()
+
+
+def params_file() -> Path:
+    return root() / "params.yaml"
+
+
+# data -------------------------------------------------------------------------------------
+def raw_dir(dataset: str) -> Path:
+    """What the download stage produces: the dataset's files as published."""
+    return root() / "data" / "raw" / dataset
+
+
+def prepared_dir(dataset: str) -> Path:
+    """What the preprocess stage produces: uint8 tensors in safetensors, one file per split."""
+    return root() / "data" / "prepared" / dataset
+
+
+def prepared_split(dataset: str, split: str) -> Path:
+    return prepared_dir(dataset) / f"{split}.safetensors"
+
+
+# models -----------------------------------------------------------------------------------
+def checkpoint(dataset: str, run: str) -> Path:
+    """The trained model of `run` (a method, optionally with add-ons) on `dataset`."""
+    return root() / "models" / dataset / f"{run}.safetensors"
+
+
+def resume_state(dataset: str, run: str) -> Path:
+    """Last finished epoch of an unfinished training run (not a DVC output, so DVC keeps it)."""
+    return root() / "models" / dataset / f"{run}.resume.safetensors"
+
+
+# metrics ----------------------------------------------------------------------------------
+def train_log_dir(dataset: str, run: str) -> Path:
+    """dvclive directory of a training run: metrics.json and per-epoch plots."""
+    return root() / "metrics" / "train" / dataset / run
+
+
+def attack_result(dataset: str, run: str) -> Path:
+    """One JSON record per model: accuracy under every attack, with n, seeds and versions."""
+    return root() / "metrics" / "attacks" / dataset / f"{run}.json"
+
+
+def attack_flags(dataset: str, run: str) -> Path:
+    """Per-example robust flags of every attack (safetensors), for the worst case and sanity checks."""
+    return root() / "metrics" / "attacks" / dataset / f"{run}.flags.safetensors"
+
+
+def sanity_result(dataset: str, run: str) -> Path:
+    return root() / "metrics" / "sanity" / dataset / f"{run}.json"
+
+
+def summary_json() -> Path:
+    return root() / "metrics" / "summary.json"
+
+
+def summary_md() -> Path:
+    return root() / "metrics" / "summary.md"

@@ -1,0 +1,55 @@
+"""Building blocks for typed params: strict models and the value types params.yaml uses."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+
+class Strict(BaseModel):
+    """A params block: unknown keys are errors, types are not coerced (a string is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _budget(value: Any) -> Any:
+    """Accept 0.031, 8, or the string '8/255' (users write budgets as fractions of 255)."""
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"expected a number or a fraction like '8/255', got {value!r}") from None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, int):
+        return float(value)
+    return value
+
+
+#: A perturbation budget or step: a float, an int, or a fraction string such as "8/255".
+Budget = Annotated[float, BeforeValidator(_budget)]
+PositiveBudget = Annotated[float, BeforeValidator(_budget), Field(gt=0)]
+NonNegativeBudget = Annotated[float, BeforeValidator(_budget), Field(ge=0)]
+#: A float that also accepts an integer literal (YAML writes `64` for 64.0).
+Real = Annotated[float, BeforeValidator(lambda v: float(v) if type(v) is int else v)]
+PositiveReal = Annotated[Real, Field(gt=0)]
+NonNegativeReal = Annotated[Real, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def first_error(err: ValidationError, prefix: str = "") -> str:
+    """One line naming the first invalid key of a pydantic error and what is allowed."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+    key = ".".join(p for p in (prefix, loc) if p)
+    if e["type"] == "missing":
+        return f"missing key '{key}'"
+    if e["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    got = e.get("input")
+    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"'{key}': {msg} (got {shown})"

@@ -1,0 +1,105 @@
+"""The method interface: a training objective computed from one clean batch.
+
+A method is one small class registered by name. It declares where its settings live in
+params.yaml (its own block, or top-level keys for OTJR, as users type them) and returns
+the loss to minimise plus any terms worth logging.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from ..core.errors import UserError
+from ..core.registry import Registry
+from ..core.schema import Strict
+from ..train.adversary import Adversary
+
+
+class NoParams(Strict):
+    """A method without settings of its own."""
+
+
+class Loss(NamedTuple):
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]  # detached scalars, logged per epoch (no host sync per step)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a method may use besides the batch: the training adversary and the task size."""
+
+    adversary: Adversary
+    num_classes: int
+
+
+class Method(ABC):
+    name: ClassVar[str]
+    Params: ClassVar[type[Strict]] = NoParams
+    #: params.yaml key holding `Params`; None means its fields are top-level keys.
+    param_block: ClassVar[str | None] = None
+    #: Short description with the paper reference, shown in the README and `otjr --help`.
+    summary: ClassVar[str] = ""
+
+    def __init__(self, params: Strict, setup: Setup):
+        self.params = params
+        self.setup = setup
+
+    @classmethod
+    def param_keys(cls) -> tuple[str, ...]:
+        """The params.yaml keys this method reads (what its DVC train stage lists)."""
+        if not cls.Params.model_fields:
+            return ()
+        return (cls.param_block,) if cls.param_block else tuple(cls.Params.model_fields)
+
+    @classmethod
+    def param_prefix(cls) -> str:
+        return cls.param_block or ""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Loss:
+        """The objective for one batch; `model` is in train mode on entry."""
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    return METHODS.register(cls.name)(cls)
+
+
+def method_settings(cls: type[Method], raw: dict[str, Any]) -> dict[str, Any]:
+    """The slice of params.yaml that `cls.Params` validates."""
+    if cls.param_block:
+        block = raw.get(cls.param_block, {})
+        return block if isinstance(block, dict) else {"": block}
+    return {k: raw[k] for k in cls.Params.model_fields if k in raw}
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one training stage trains: a method, optionally with add-ons ('trades-awp')."""
+
+    method: str
+    addons: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return "-".join((self.method, *self.addons))
+
+
+def parse_run(name: str, key: str = "method") -> Run:
+    """'otjr' -> Run('otjr'); 'trades-awp' -> Run('trades', ('awp',)); unknown parts are errors."""
+    from .addons import ADDONS
+
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{key}: expected a method name, got {name!r}")
+    method, *addons = name.split("-")
+    METHODS.get(method, key=key)
+    for addon in addons:
+        ADDONS.get(addon, key=key)
+    return Run(method, tuple(addons))

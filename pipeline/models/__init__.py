@@ -1,0 +1,10 @@
+"""Models: a registry of architectures (normalisation inside) and safetensors checkpoints."""
+
+from . import preact_resnet, small_cnn  # noqa: F401  (registration)
+from .checkpoint import build, checkpoint_info, load_checkpoint, model_spec, read_checkpoint, save_checkpoint
+from .registry import MODELS, Classifier, Normalize, create
+
+__all__ = [
+    "MODELS", "Classifier", "Normalize", "create", "build", "model_spec",
+    "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_info",
+]

@@ -1,0 +1,234 @@
+"""params.yaml, validated once into typed objects.
+
+Every science setting lives in params.yaml and has no hidden default here, so a run is
+fully described by that file. Method- and attack-specific settings are validated by the
+registered method or attack that owns them. Read with a YAML 1.2 loader so that values
+DVC writes (`-S lambda_j=1e-05`) stay numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from .core import paths
+from .core.errors import UserError
+from .core.schema import (
+    NonNegativeBudget,
+    NonNegativeInt,
+    NonNegativeReal,
+    PositiveBudget,
+    PositiveInt,
+    PositiveReal,
+    Strict,
+    first_error,
+)
+
+
+class DataParams(Strict):
+    """How raw data becomes prepared tensors."""
+
+    val_fraction: float = Field(ge=0, lt=0.5, description="share of train split held out for monitoring")
+
+
+class ModelParams(Strict):
+    name: str
+    args: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+class LRSchedule(Strict):
+    """Piecewise: x gamma at each milestone (fractions of the epochs); step: x gamma every `every` epochs."""
+
+    kind: Literal["piecewise", "step"]
+    milestones: list[float] = Field(default_factory=list)
+    every: NonNegativeInt = 0
+    gamma: PositiveReal
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LRSchedule":
+        if self.kind == "step" and self.every < 1:
+            raise ValueError("lr_schedule.every must be >= 1 for kind 'step'")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError("lr_schedule.milestones are fractions of the epochs, each in (0, 1)")
+        return self
+
+
+class TrainParams(Strict):
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveReal
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: NonNegativeReal
+    nesterov: bool
+    lr_schedule: LRSchedule
+    eval_n: NonNegativeInt = Field(description="held-out images for per-epoch clean/PGD accuracy")
+
+
+class AdversaryParams(Strict):
+    """The L-inf PGD adversary used during training."""
+
+    eps: PositiveBudget
+    step: PositiveBudget
+    steps: PositiveInt
+
+
+class SanityParams(Strict):
+    n: PositiveInt = Field(description="test images used by the sweeps")
+    eps_sweep: list[NonNegativeBudget] = Field(min_length=2)
+    sweep_steps: PositiveInt
+
+
+class _Core(Strict):
+    seed: NonNegativeInt
+    device: str = "auto"  # where to run; not a science setting, so no stage depends on it
+    datasets: list[str] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    adversary: AdversaryParams
+    sanity: SanityParams
+
+
+class _AttackCore(Strict):
+    n: PositiveInt
+    batch_size: PositiveInt
+    suite: list[str] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class AttackParams:
+    n: int
+    batch_size: int
+    suite: tuple[str, ...]
+    settings: dict[str, BaseModel]  # attack name -> its validated hyper-parameters
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    device: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]  # runs evaluated and aggregated (method or method-addon)
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    adversary: AdversaryParams
+    attack: AttackParams
+    sanity: SanityParams
+    method_params: dict[str, BaseModel] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def for_method(self, name: str) -> BaseModel:
+        """The validated settings of method `name` (an empty model for methods without settings)."""
+        from .methods import METHODS
+
+        if name in self.method_params:
+            return self.method_params[name]
+        cls = METHODS.get(name, key="method")
+        if not cls.param_keys():
+            return cls.Params()
+        raise UserError(f"params.yaml: missing key '{cls.param_keys()[0]}' (settings of method '{name}')")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Load a YAML 1.2 mapping; a missing or malformed file is one clear line."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: params file not found")
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_text())
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{path}: {first_error(err, prefix)}") from None
+
+
+def load_params(path: Path | None = None) -> Params:
+    """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
+    from .attacks import ATTACKS
+    from .data import DATASETS
+    from .methods import METHODS, method_settings, parse_run
+
+    path = Path(path) if path else paths.params_file()
+    raw = read_yaml(path)
+
+    core_keys = set(_Core.model_fields) | {"attack"}
+    method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
+    core = {k: v for k, v in raw.items() if k in _Core.model_fields}
+    for key in raw:
+        if key not in core_keys | method_keys:
+            raise UserError(f"{path}: unknown key '{key}'")
+    c = _validate(_Core, core, "", path)
+
+    try:
+        runs = [parse_run(r, key="methods") for r in c.methods]
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    wanted = {run.method for run in runs}
+    method_params = {}
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        present = any(k in raw for k in cls.param_keys())
+        if name in wanted or present:
+            method_params[name] = _validate(cls.Params, method_settings(cls, raw), cls.param_prefix(), path)
+
+    attack = _load_attack(raw.get("attack"), path, ATTACKS)
+    for ds in c.datasets:
+        try:
+            DATASETS.get(ds, key="datasets")
+        except UserError as err:
+            raise UserError(f"{path}: {err}") from None
+    return Params(
+        seed=c.seed,
+        device=c.device,
+        datasets=tuple(c.datasets),
+        methods=tuple(c.methods),
+        data=c.data,
+        model=c.model,
+        train=c.train,
+        adversary=c.adversary,
+        attack=attack,
+        sanity=c.sanity,
+        method_params=method_params,
+        raw=raw,
+    )
+
+
+def _load_attack(block: Any, path: Path, registry) -> AttackParams:
+    if block is None:
+        raise UserError(f"{path}: missing key 'attack'")
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: 'attack' must be a mapping")
+    core = _validate(_AttackCore, {k: v for k, v in block.items() if k in _AttackCore.model_fields}, "attack", path)
+    settings: dict[str, BaseModel] = {}
+    for key, value in block.items():
+        if key in _AttackCore.model_fields:
+            continue
+        if key not in registry:
+            raise UserError(f"{path}: unknown key 'attack.{key}'; attacks: {', '.join(registry.names())}")
+        settings[key] = _validate(registry.get(key).Params, value, f"attack.{key}", path)
+    for name in core.suite:
+        if name not in registry:
+            raise UserError(
+                f"{path}: 'attack.suite': unknown attack {name!r}; choose from: {', '.join(registry.names())}"
+            )
+        if name not in settings:
+            raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
+    return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings)

@@ -1,0 +1,74 @@
+"""Aggregate: every model's record -> metrics/summary.json (for dvc metrics) and a paper-style table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import paths
+from ..core.io import read_json, write_json, write_text
+from ..params import Params
+
+#: Column order of the paper's Table 2, then what the paper does not tabulate.
+COLUMNS = ["clean", "pgd20", "pgd100", "l2_pgd", "mim", "fgsm", "cw_inf", "fab", "fab_t", "square", "simba",
+           "autoattack", "deepfool", "worst_case"]
+LABELS = {"clean": "Clean", "pgd20": "PGD-20", "pgd100": "PGD-100", "l2_pgd": "L2-PGD", "mim": "MIM", "fgsm": "FGSM",
+          "cw_inf": "CW-inf", "fab": "FAB", "fab_t": "FAB-T", "square": "Square", "simba": "SimBA",
+          "autoattack": "AutoAttack", "deepfool": "DeepFool", "worst_case": "Worst case"}
+
+
+def accuracies(record: dict[str, Any]) -> dict[str, float]:
+    """attack -> accuracy (percent, 2 decimals) for every entry of a result record."""
+    return {k: round(v["accuracy"], 2) for k, v in record.items() if isinstance(v, dict) and "accuracy" in v}
+
+
+def collect(params: Params) -> tuple[dict, dict, dict]:
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    records: dict[tuple[str, str], dict] = {}
+    sanity: dict[tuple[str, str], dict] = {}
+    for run in params.methods:
+        for ds in params.datasets:
+            rec = read_json(paths.attack_result(ds, run), what="attack result")
+            records[(ds, run)] = rec
+            summary.setdefault(run, {})[ds] = accuracies(rec)
+            sanity[(ds, run)] = read_json(paths.sanity_result(ds, run), what="sanity result")
+    return summary, records, sanity
+
+
+def markdown(params: Params, summary: dict, records: dict, sanity: dict) -> str:
+    lines = ["# Robust accuracy (%)", ""]
+    for ds in params.datasets:
+        present = [c for c in COLUMNS if any(c in summary[r][ds] for r in params.methods)]
+        extra = sorted({k for r in params.methods for k in summary[r][ds]} - set(COLUMNS))
+        cols = present[:-1] + extra + present[-1:] if present and present[-1] == "worst_case" else present + extra
+        first = records[(ds, params.methods[0])]
+        lines += [f"## {ds}", "",
+                  f"n = {first['n']} ({first['subset']}), seed {first['seed']}, device {first['device']}", ""]
+        lines.append("| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " | Sanity |")
+        lines.append("|---|" + "---:|" * len(cols) + "---|")
+        for run in params.methods:
+            row = summary[run][ds]
+            cells = [f"{row[c]:.2f}" if c in row else "-" for c in cols]
+            verdict = sanity[(ds, run)]["verdict"]
+            lines.append(f"| {run} | " + " | ".join(cells) + f" | {verdict} |")
+        lines += ["", "Sanity checks (rule: verdict per method):", ""]
+        for run in params.methods:
+            checks = ", ".join(f"{c['id']}:{c['verdict']}" for c in sanity[(ds, run)]["rules"])
+            lines.append(f"- {run}: {checks}")
+        lines += ["", "Attack settings:", ""]
+        for name, entry in first.items():
+            if isinstance(entry, dict) and "implementation" in entry:
+                lines.append(f"- {LABELS.get(name, name)}: {entry['params']} ({entry['implementation']} "
+                             f"{entry['implementation_version']})")
+        lines.append("")
+    versions = records[(params.datasets[0], params.methods[0])]["versions"]
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return "\n".join(lines) + "\n"
+
+
+def aggregate(params: Params) -> str:
+    """Write metrics/summary.json and metrics/summary.md; returns the markdown."""
+    summary, records, sanity = collect(params)
+    text = markdown(params, summary, records, sanity)
+    write_json(paths.summary_json(), summary)
+    write_text(paths.summary_md(), text)
+    return text

@@ -1,0 +1,75 @@
+"""The L-inf PGD adversary used during training (Madry et al.; paper Eq. 17).
+
+While attacking, the model is in eval mode and its parameters are frozen, so only input
+gradients are computed (no weight gradients, no BN statistics updates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode with parameters frozen; both restored on exit."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def pgd_linf(
+    model: nn.Module,
+    x: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    eps: float,
+    step: float,
+    steps: int,
+    random_start: bool = True,
+) -> torch.Tensor:
+    """Ascend `loss_fn(model(x_adv))` by signed gradient steps inside the eps-ball and [0, 1].
+
+    `loss_fn` maps logits to a scalar; it should sum (not average) over the batch so each
+    example's step does not depend on the batch size. Returns a detached tensor.
+    """
+    with frozen(model):
+        x = x.detach()
+        if random_start:
+            x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
+        else:
+            x_adv = x.clone()
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            loss = loss_fn(model(x_adv))
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = x_adv.detach() + step * grad.sign()
+            x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0, 1)
+    return x_adv.detach()
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """PGD with the training budget; `perturb` maximises CE, `perturb_loss` any logits loss."""
+
+    eps: float
+    step: float
+    steps: int
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.perturb_loss(model, x, lambda logits: F.cross_entropy(logits, y, reduction="sum"))
+
+    def perturb_loss(self, model: nn.Module, x: torch.Tensor, loss_fn) -> torch.Tensor:
+        return pgd_linf(model, x, loss_fn, self.eps, self.step, self.steps)

@@ -1,0 +1,42 @@
+"""The command line: `otjr stage <name>` runs one pipeline stage, exactly as dvc.yaml does.
+
+Each stage is one thin Typer command in its own module: it parses identity arguments
+(dataset, method) and calls `pipeline.api`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import aggregate, attack, download, preprocess, sanity, train
+
+app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
+stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
+app.add_typer(stage, name="stage")
+
+for module, fn in [
+    (download, download.download),
+    (preprocess, preprocess.preprocess),
+    (train, train.train),
+    (attack, attack.attack),
+    (sanity, sanity.sanity),
+    (aggregate, aggregate.aggregate),
+]:
+    stage.command(fn.__name__, help=module.__doc__)(fn)
+
+
+@app.command("list")
+def list_registered() -> None:
+    """Registered datasets, models, methods and attacks."""
+    from pipeline.attacks import ATTACKS
+    from pipeline.data import DATASETS
+    from pipeline.methods import ADDONS, METHODS
+    from pipeline.models import MODELS
+
+    for title, reg in [("datasets", DATASETS), ("models", MODELS), ("methods", METHODS), ("add-ons", ADDONS),
+                       ("attacks", ATTACKS)]:
+        print(f"{title}: {', '.join(reg.names()) or '-'}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,17 @@
+"""`otjr stage sanity`: the gradient-masking sanity rules for one model."""
+
+import typer
+
+from ._cli import DATASET, METHOD, one_line_errors
+
+
+@one_line_errors
+def sanity(
+    dataset: str = DATASET,
+    method: str = METHOD,
+    strict: bool = typer.Option(False, help="exit non-zero when any rule fails"),
+) -> None:
+    from pipeline import api
+
+    out, verdict = api.sanity(dataset, method, strict=strict)
+    print(f"sanity {method}@{dataset}: {verdict} -> {out}")

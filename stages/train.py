@@ -1,0 +1,16 @@
+"""`otjr stage train`: train one method on one dataset with the shared trainer."""
+
+import typer
+
+from ._cli import DATASET, METHOD, one_line_errors
+
+
+@one_line_errors
+def train(
+    dataset: str = DATASET,
+    method: str = METHOD,
+    resume: bool = typer.Option(True, help="continue from the last finished epoch of an interrupted run"),
+) -> None:
+    from pipeline import api
+
+    print(f"trained {method}@{dataset} -> {api.train(dataset, method, resume=resume)}")
