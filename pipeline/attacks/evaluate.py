@@ -108,7 +108,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[A
 
 
 def percent(flags: torch.Tensor) -> float:
-    return 100.0 * float(flags.float().mean()) if len(flags) else float("nan")
+    return 100.0 * int(flags.sum()) / len(flags) if len(flags) else float("nan")
 
 
 def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:

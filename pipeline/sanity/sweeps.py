@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..attacks.evaluate import percent, predict
 from ..train.adversary import frozen, pgd_linf
 
 if TYPE_CHECKING:
@@ -29,10 +30,8 @@ def pgd_accuracy(model, x, y, eps: float, steps: int, batch_size: int) -> float:
 def eps_sweep(ctx: "Context") -> dict[str, Any]:
     s = ctx.params.sanity
     bs = ctx.params.attack.batch_size
-    with torch.no_grad(), frozen(ctx.model):
-        clean = 100.0 * float(
-            torch.cat([ctx.model(ctx.x[i : i + bs]).argmax(1) for i in range(0, len(ctx.y), bs)]).eq(ctx.y).float().mean()
-        )
+    with frozen(ctx.model):
+        clean = percent(predict(ctx.model, ctx.x, bs) == ctx.y)
     eps = sorted(float(e) for e in s.eps_sweep)
     acc = [pgd_accuracy(ctx.model, ctx.x, ctx.y, e, s.sweep_steps, bs) for e in eps]
     return {"eps": eps, "accuracy": acc, "clean": clean, "steps": s.sweep_steps, "step_rule": "2.5*eps/steps", "n": len(ctx.y)}
