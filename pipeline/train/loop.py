@@ -9,12 +9,10 @@ device; shuffling and augmentation happen there.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch import nn
 
 from ..core import paths
 from ..core.device import resolve_device
@@ -23,11 +21,13 @@ from ..core.progress import progress
 from ..core.versions import library_versions
 from ..data import DATASETS, load_meta
 from ..data.prepare import has_split, load_split_uint8
-from ..methods import METHODS, Loss, Method, Run, Setup
+from ..methods import METHODS, Run, Setup
 from ..models import build, model_spec, save_checkpoint
 from ..params import Params
 from .adversary import Adversary
-from .augment import augment
+from .batches import Batches
+from .monitor import accuracy, robust_accuracy
+from .step import make_step
 from .schedule import lr_at
 from .state import fingerprint, load_state, save_state
 
@@ -45,61 +45,6 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict) -> dic
         "method": {k: params.raw[k] for k in method_keys},
         "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"]},
     }
-
-
-@dataclass
-class Batches:
-    """Training images on the device as uint8; each epoch's order comes from (seed, epoch)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    batch_size: int
-    augment: str
-
-    def __len__(self) -> int:
-        return max(1, len(self.labels) // self.batch_size)  # drop the ragged tail (BN needs > 1 image)
-
-    def epoch(self, seed: int, epoch: int):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.labels), generator=g).to(self.images.device)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = self.images[idx].float().div_(255)
-            yield augment(self.augment, x), self.labels[idx]
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Top-1 accuracy in percent (eval mode, no grad)."""
-    if len(y) == 0:
-        return float("nan")
-    was = model.training
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
-    model.train(was)
-    return 100.0 * correct / len(y)
-
-
-def robust_accuracy(model: nn.Module, adversary: Adversary, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    if len(y) == 0:
-        return float("nan")
-    chunks = [adversary.perturb(model, x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
-    return accuracy(model, torch.cat(chunks), y, batch_size)
-
-
-def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, method: Method) -> Callable[[torch.Tensor, torch.Tensor], Loss]:
-    """One optimisation step of `method` (add-ons wrap this)."""
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> Loss:
-        loss = method.loss(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
-        optimizer.step()
-        return loss
-
-    return step
 
 
 def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_progress: bool | None = None) -> Path:
@@ -144,7 +89,7 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
     for record in history:  # DVC removes outputs before a stage runs: replay what was logged
         _log(live, record)
 
-    train_seconds = sum(r["time/epoch_s"] for r in history)
+    train_seconds = sum(r["seconds"] for r in history)
     with progress(show_progress) as bar:
         task = bar.add_task(f"train {run.name}@{dataset}", total=t.epochs * len(batches), completed=start * len(batches), info="")
         for epoch in range(start, t.epochs):
@@ -163,7 +108,7 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - tic
             train_seconds += seconds
-            record = {"epoch": epoch + 1, "lr": lr, "time/epoch_s": seconds}
+            record = {"epoch": epoch + 1, "lr": lr, "seconds": seconds}
             record.update({f"train/{k}": float(v) / len(batches) for k, v in sums.items()})
             if split and t.eval_n:
                 record["val/clean_acc"] = accuracy(model, xv, yv, t.batch_size)
@@ -193,6 +138,6 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
 
 def _log(live, record: dict[str, float]) -> None:
     for k, v in record.items():
-        if k != "epoch":
+        if k not in ("epoch", "seconds"):  # wall time would make every `dvc metrics diff` noisy
             live.log_metric(k, v, plot=True)
     live.next_step()
