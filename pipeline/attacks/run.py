@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,7 @@ def attack_run(dataset: str, run: str, params: Params, show_progress: bool | Non
     }
     flags = {"clean": evaluation.clean, "worst_case": evaluation.worst_case()}
     flags.update({name: o.robust for name, o in evaluation.outcomes.items()})
-    save_tensors(paths.attack_flags(dataset, run), flags, {"record": json.dumps({"n": len(y), "subset": subset})})
+    save_tensors(paths.attack_flags(dataset, run), flags, {"n": len(y), "subset": subset})
     out = paths.attack_result(dataset, run)
     write_json(out, record)
     return out

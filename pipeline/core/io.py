@@ -47,17 +47,23 @@ def read_json(path: Path, *, what: str = "file") -> Any:
         raise UserError(f"{path}: not valid JSON ({err})") from None
 
 
-def save_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically; metadata values must be strings."""
+#: safetensors header key holding our metadata as one JSON string. One key, because the
+#: header's key order is not stable and byte-identical files keep DVC's cache effective.
+META_KEY = "otjr"
+
+
+def save_tensors(path: Path, tensors: dict, metadata: dict[str, Any] | None = None) -> None:
+    """Write a safetensors file atomically and byte-deterministically; `metadata` is JSON-able."""
     from safetensors.torch import save_file
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header = {META_KEY: json.dumps(metadata or {}, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=metadata)
+        save_file(contiguous, str(tmp), metadata=header)
 
 
-def load_tensors(path: Path, *, what: str = "file") -> tuple[dict, dict[str, str]]:
-    """Read a safetensors file (tensors, metadata); missing or corrupt files give one clear line."""
+def load_tensors(path: Path, *, what: str = "file") -> tuple[dict, dict[str, Any]]:
+    """Read a safetensors file (tensors, our metadata; {} for foreign files); one clear line on failure."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -66,8 +72,12 @@ def load_tensors(path: Path, *, what: str = "file") -> tuple[dict, dict[str, str
         raise UserError(f"{path}: {what} not found")
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
+            header = dict(f.metadata() or {})
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"{path}: not a readable safetensors {what} ({err})") from None
-    return tensors, metadata
+    try:
+        metadata = json.loads(header.get(META_KEY, "{}"))
+    except ValueError:
+        metadata = {}
+    return tensors, metadata if isinstance(metadata, dict) else {}

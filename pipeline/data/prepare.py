@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -56,7 +55,7 @@ def preprocess(name: str, val_fraction: float) -> Path:
         save_tensors(
             paths.prepared_split(name, split),
             {"images": images, "labels": labels.to(torch.int64)},
-            {"meta": json.dumps(meta), "split": split},
+            {"meta": meta, "split": split},
         )
     return out
 
@@ -66,10 +65,8 @@ def _read(name: str, split: str) -> tuple[dict, dict]:
     if not path.is_file():
         raise UserError(f"{path}: prepared split not found; run `otjr stage preprocess --dataset {name}` (or dvc repro)")
     tensors, metadata = load_tensors(path, what="prepared split")
-    try:
-        meta = json.loads(metadata["meta"])
-        assert meta["format"] == FORMAT
-    except (KeyError, ValueError, AssertionError):
+    meta = metadata.get("meta")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{path}: not a prepared split written by this pipeline") from None
     return tensors, meta
 

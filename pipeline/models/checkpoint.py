@@ -6,7 +6,6 @@ travel as JSON strings in the safetensors header.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,7 @@ def build(spec: dict[str, Any]) -> nn.Module:
 
 def save_checkpoint(path: Path, model: nn.Module, spec: dict[str, Any], info: dict[str, Any]) -> None:
     """Write weights + metadata atomically. `info` (dataset, run, params, ...) must be JSON-able."""
-    metadata = {"format": FORMAT, "model": json.dumps(spec)}
-    metadata.update({k: json.dumps(v) for k, v in info.items()})
-    state = {k: v for k, v in model.state_dict().items()}
-    save_tensors(path, state, metadata)
+    save_tensors(path, dict(model.state_dict()), {"format": FORMAT, "model": spec, **info})
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -56,10 +52,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     state, metadata = load_tensors(path, what="checkpoint")
     if metadata.get("format") != FORMAT:
         raise UserError(f"{path}: not a checkpoint of this pipeline (no '{FORMAT}' metadata)")
-    try:
-        info = {k: json.loads(v) for k, v in metadata.items() if k != "format"}
-    except ValueError:
-        raise UserError(f"{path}: checkpoint metadata is not valid JSON") from None
+    info = {k: v for k, v in metadata.items() if k != "format"}
     if not isinstance(info.get("model"), dict):
         raise UserError(f"{path}: checkpoint metadata lacks the model description")
     return state, info

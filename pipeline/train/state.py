@@ -63,13 +63,7 @@ def save_state(
     save_tensors(
         path,
         tensors,
-        {
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "epoch": str(epoch),
-            "history": json.dumps(history),
-            "meta": json.dumps(meta),
-        },
+        {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, "history": history, "meta": meta},
     )
 
 
@@ -89,7 +83,7 @@ def load_state(
         return None  # a torn or foreign file is not worth resuming from
     if metadata.get("format") != FORMAT or metadata.get("fingerprint") != fingerprint:
         return None
-    meta = json.loads(metadata["meta"])
+    meta = metadata["meta"]
     for name, module in modules.items():
         prefix = f"module.{name}."
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -108,4 +102,4 @@ def load_state(
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    return ResumeState(epoch=int(metadata["epoch"]), history=json.loads(metadata["history"]))
+    return ResumeState(epoch=int(metadata["epoch"]), history=list(metadata["history"]))
