@@ -22,6 +22,7 @@ from ..core.io import atomic_path  # noqa: E402
 
 DPI = 110
 MAX_CLASS_PATCHES = 20
+MAX_SIDE_BY_SIDE = 7
 
 
 def run_colors(runs: list[str]) -> dict[str, Any]:
@@ -40,6 +41,37 @@ def legend_right(ax_or_fig, **kwargs) -> None:
     ax_or_fig.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8, **kwargs)
 
 
+def finish_log_plot(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Log y axis, labels, grid, the legend outside on the right, then save."""
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    legend_right(ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def panel_grid(n: int, max_cols: int, width: float, height: float, **kwargs):
+    """A figure with `n` panels in rows of at most `max_cols`; unused panels hidden."""
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 0.4, height * rows + 0.4), squeeze=False, **kwargs)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def finish_panels(fig, axes, path: Path, title: str) -> Path:
+    """One legend for all panels (top right), the title top left, then save."""
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False, fontsize=8)
+    fig.suptitle(title, x=0.02, ha="left")
+    fig.tight_layout()
+    return save(fig, path)
+
+
 def training_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path, title: str) -> Path | None:
     """Paper Fig. 7: per epoch, each run's objective, adversarial CE, and held-out clean / PGD accuracy."""
     panels = [("train/loss", "training objective"), ("train/ce_adv", "cross-entropy on PGD examples"),
@@ -48,17 +80,14 @@ def training_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path:
     if not panels:
         return None
     colors = run_colors(list(curves))
-    cols = min(2, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols + 1.4, 3.0 * rows + 0.4), squeeze=False)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+    fig, axes = panel_grid(len(panels), 2, 4.4, 3.0)
     for ax, (key, label) in zip(axes.flat, panels):
         for run, c in curves.items():
             if key in c:
                 xs, ys = zip(*c[key])
                 ax.plot(xs, ys, marker="o", ms=3, lw=1.4, color=colors[run], label=run)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     handles, labels = [], []
@@ -143,25 +172,15 @@ def input_gradients(series: dict[str, tuple[list[int], list[float]]], path: Path
         ax.plot(steps, values, marker="o", ms=4, color=colors[run], label=run)
         if paper and run in paper:
             ax.plot(*paper[run], ls="--", marker="x", ms=4, color=colors[run], label=f"{run} (paper)")
-    ax.set_yscale("log")
     ax.set_xticks(sorted({k for steps, _ in series.values() for k in steps}))
-    ax.set_xlabel("PGD iterations k (0 = clean input)")
-    ax.set_ylabel("mean |d CE / d x| per pixel")
-    ax.grid(alpha=0.3, which="both")
-    legend_right(ax)
-    ax.set_title(title)
-    fig.tight_layout()
-    return save(fig, path)
+    return finish_log_plot(fig, ax, path, title, "PGD iterations k (0 = clean input)", "mean |d CE / d x| per pixel")
 
 
 def activations(data: dict[str, dict[str, Any]], path: Path, title: str) -> Path | None:
     """Paper Figs. 2 and 8: mean |penultimate activation| per channel, clean vs PGD, sorted by the clean value."""
     if not data:
         return None
-    n = len(data)
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows + 0.4), squeeze=False, sharey=True)
+    fig, axes = panel_grid(len(data), 4, 3.3, 2.6, sharey=True)
     for ax, (run, a) in zip(axes.flat, data.items()):
         xs = range(1, len(a["clean"]) + 1)
         ax.bar(xs, a["clean"], width=1.0, color="tab:blue", alpha=0.55, label="clean")
@@ -171,13 +190,7 @@ def activations(data: dict[str, dict[str, Any]], path: Path, title: str) -> Path
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("mean |activation|", fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False, fontsize=8)
-    fig.suptitle(title, x=0.02, ha="left")
-    fig.tight_layout()
-    return save(fig, path)
+    return finish_panels(fig, axes, path, title)
 
 
 def layer_ratios(data: dict[str, tuple[list[str], list[float | None]]], path: Path, title: str) -> Path | None:
@@ -192,44 +205,42 @@ def layer_ratios(data: dict[str, tuple[list[str], list[float | None]]], path: Pa
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, color=colors[run], label=run)
     ax.axhline(1.0, color="grey", ls=":", lw=1)
-    ax.set_yscale("log")
     names = max((layers for layers, _ in data.values()), key=len)
     if len(names) <= 16:
         ax.set_xticks(range(1, len(names) + 1), [n.removesuffix(".weight") for n in names], rotation=45, ha="right",
                       fontsize=7)
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("layer (conv / linear weights, input to output)")
-    ax.set_ylabel("mean gradient-norm ratio adv / clean")
-    ax.grid(alpha=0.3, which="both")
-    legend_right(ax)
-    ax.set_title(title)
-    fig.tight_layout()
-    return save(fig, path)
+    return finish_log_plot(fig, ax, path, title, "layer (conv / linear weights, input to output)",
+                           "mean gradient-norm ratio adv / clean")
 
 
 def cross_sections(sections: dict[str, list[dict[str, Any]]], coords: list[float], num_classes: int, path: Path,
                    title: str) -> Path | None:
     """Paper Fig. 9: predicted class on the plane (adversarial direction, random orthogonal direction).
 
-    The image's own predicted class is black; every other class has its own colour. Runs side
-    by side (one column each; one row each when there are more than 7 runs), images the other way.
+    The image's own predicted class is black; every other class keeps one colour. Runs side by
+    side (at most 7 per block of rows), one row per image.
     """
     if not sections:
         return None
     runs = list(sections)
     n_images = max(len(s) for s in sections.values())
-    transpose = len(runs) > 7
-    rows, cols = (len(runs), n_images) if transpose else (n_images, len(runs))
+    cols = min(len(runs), MAX_SIDE_BY_SIDE)
+    blocks = math.ceil(len(runs) / cols)
     palette = plt.get_cmap("tab20")
     extent = [coords[0], coords[-1], coords[0], coords[-1]]
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 0.6, 1.9 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(blocks * n_images, cols, figsize=(1.9 * cols + 1.6, 1.9 * blocks * n_images + 0.9),
+                             squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_frame_on(False)
     for r_i, run in enumerate(runs):
+        block, col = divmod(r_i, cols)
         for i_i, s in enumerate(sections[run]):
-            ax = axes[r_i, i_i] if transpose else axes[i_i, r_i]
+            ax = axes[block * n_images + i_i, col]
+            ax.set_frame_on(True)
             own = s["prediction"]
             colours = [(0, 0, 0, 1) if c == own else palette(c % 20) for c in range(num_classes)]
             ax.imshow(s["grid"], origin="lower", extent=extent, cmap=ListedColormap(colours), vmin=-0.5,
@@ -237,18 +248,18 @@ def cross_sections(sections: dict[str, list[dict[str, Any]]], coords: list[float
             ax.plot(0, 0, marker="o", ms=4, color="white", mec="black")
             if s["adversarial_offset"] <= coords[-1]:
                 ax.plot(s["adversarial_offset"], 0, marker="x", ms=6, color="white", mew=1.8)
-            if (transpose and i_i == 0) or (not transpose and r_i == 0):
-                ax.set_ylabel(run if transpose else f"image {s['image']} (y={s['label']})", fontsize=8)
-            if (transpose and r_i == 0) or (not transpose and i_i == 0):
-                ax.set_title(f"image {s['image']} (y={s['label']})" if transpose else run, fontsize=9)
+            if i_i == 0:
+                ax.set_title(run, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"image {s['image']} (y={s['label']})", fontsize=8)
     shown = sorted({c for s in sections.values() for sec in s for row in sec["grid"] for c in row})
     patches = [Patch(color="black", label="own class")] + [Patch(color=palette(c % 20), label=f"class {c}")
                                                             for c in shown[:MAX_CLASS_PATCHES]]
     fig.legend(handles=patches, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.text(0.5, 0.005, "horizontal: the run's own PGD direction (x = its adversarial example); vertical: random "
-             "orthogonal direction; black: the image's own class; o: the image", ha="center", fontsize=7)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(0.5, 0.005, "horizontal: the run's own PGD direction (x: its adversarial example); vertical: a random "
+             "orthogonal direction;\nblack: the image's own class; o: the image", ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
     return save(fig, path)
 
 
@@ -278,11 +289,8 @@ def paper_comparison(rows: dict[str, tuple[list[str], list[float], list[float]]]
     """Ours (filled) vs the paper (hollow) per attack, one panel per matching run."""
     if not rows:
         return None
-    n = len(rows)
-    cols = min(n, 3)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 0.32 * max(len(r[0]) for r in rows.values()) * nrows
-                                                   + 1.2 * nrows), squeeze=False)
+    longest = max(len(r[0]) for r in rows.values())
+    fig, axes = panel_grid(len(rows), 3, 4.2, 0.32 * longest + 1.2)
     for ax, (run, (labels, ours, theirs)) in zip(axes.flat, rows.items()):
         ys = range(len(labels))
         for y, o, t in zip(ys, ours, theirs):
@@ -294,10 +302,4 @@ def paper_comparison(rows: dict[str, tuple[list[str], list[float], list[float]]]
         ax.set_xlabel("accuracy (%)")
         ax.set_title(run, fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False, fontsize=8)
-    fig.suptitle(title, x=0.02, ha="left")
-    fig.tight_layout()
-    return save(fig, path)
+    return finish_panels(fig, axes, path, title)

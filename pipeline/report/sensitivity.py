@@ -39,12 +39,20 @@ def exp_show_json(cwd: Path) -> Any:
 
 
 def revisions(exp_show: Any) -> Iterator[dict[str, Any]]:
-    """Every revision entry (workspace, commits, experiments) of `dvc exp show --json` output."""
-    for entry in exp_show if isinstance(exp_show, list) else []:
+    """Every revision entry of `dvc exp show --json` output: commits and their experiments, the workspace last
+    (so an experiment that `dvc exp run` also left in the workspace keeps its name)."""
+    entries = exp_show if isinstance(exp_show, list) else []
+    workspace = [e for e in entries if e.get("rev") == "workspace"]
+    for entry in [e for e in entries if e.get("rev") != "workspace"] + workspace:
         yield entry
         for exp in entry.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 yield from revisions([rev])
+
+
+def revision_name(rev: dict[str, Any]) -> str:
+    name = rev.get("name") or str(rev.get("rev", ""))
+    return name[:7] if len(name) == 40 and all(c in "0123456789abcdef" for c in name) else name
 
 
 def number(value: Any) -> float | None:
@@ -66,7 +74,7 @@ def rows_from(exp_show: Any) -> list[dict[str, Any]]:
         summary = ((data.get("metrics") or {}).get(SUMMARY) or {}).get("data") or {}
         for dataset, acc in (summary.get(RUN) or {}).items():
             row = {
-                "rev": rev.get("name") or str(rev.get("rev", ""))[:7],
+                "rev": revision_name(rev),
                 "dataset": dataset,
                 "model": (params.get("model") or {}).get("name"),
                 **{k: number(params.get(k)) for k in HYPER},
@@ -99,9 +107,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         header = ["lambda_J", "lambda_SW", "K", "Model", "Experiment"] + [LABELS.get(c, c) for c in cols]
         body = []
         for r in subset:
-            hyper = [fmt(r["lambda_j"], 4) if r["lambda_j"] is not None else "-",
-                     fmt(r["lambda_sw"], 0) if r["lambda_sw"] is not None else "-",
-                     fmt(r["num_projections"], 0) if r["num_projections"] is not None else "-"]
+            hyper = [f"{r[k]:g}" if r[k] is not None else "-" for k in HYPER]
             body.append(hyper + [r["model"] or "-", r["rev"]] + [fmt(r["accuracy"].get(c)) for c in cols])
             theirs = paper_row(r)
             if theirs:

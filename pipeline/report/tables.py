@@ -63,7 +63,7 @@ def paper_comparison(results: list[RunResults]) -> list[str]:
     matched = paper_rows(results)
     if not matched:
         return []
-    cols = [c for c in paper.FULL + ("worst_case",) if any(c in row.values for _, row in matched)]
+    cols = [c for c in paper.FULL if any(c in row.values and c in r.accuracy for r, row in matched)]
     header = ["Run", "Source"] + [LABELS.get(c, c) for c in cols]
     rows, notes = [], []
     for r, row in matched:
@@ -74,6 +74,9 @@ def paper_comparison(results: list[RunResults]) -> list[str]:
                                             for c in cols])
         if paper.note(row.table, row.dataset, row.run):
             notes.append(f"- {r.run}: {paper.note(row.table, row.dataset, row.run)}.")
+    unmeasured = sorted({LABELS.get(c, c) for _, row in matched for c in row.values} - {LABELS.get(c, c) for c in cols})
+    if unmeasured:
+        notes.append(f"- The paper also reports {', '.join(unmeasured)}; those attacks were not run here.")
     return table(header, rows, right=2) + ([""] + notes if notes else [])
 
 
@@ -131,8 +134,9 @@ def input_gradients(results: list[RunResults]) -> list[str]:
         return []
     steps = analysed[0].analysis["input_gradient"]["steps"]
     header = ["Run"] + [("Clean" if k == 0 else f"PGD-{k}") + " (x1e-4)" for k in steps]
-    rows = [[r.run] + [fmt(v * 1e4, 1) for v in r.analysis["input_gradient"]["mean_abs"]] for r in analysed]
+    rows = []
     for r in analysed:
+        rows.append([r.run] + [fmt(v * 1e4, 1) for v in r.analysis["input_gradient"]["mean_abs"]])
         if (r.dataset, r.model) == paper.INPUT_GRADIENT_SETTING and r.run in paper.INPUT_GRADIENT:
             theirs = dict(zip(paper.INPUT_GRADIENT_STEPS, paper.INPUT_GRADIENT[r.run]))
             rows.append([f"{r.run} (paper, Table 12)"] + [fmt(theirs.get(k), 0) if k in theirs else MISSING
