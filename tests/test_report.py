@@ -85,6 +85,10 @@ def test_sanity_section_shows_every_rule_and_the_failures(report):
     assert rows[0] == ["Run", "Overall", "Rule 1", "Rule 3", "Rule 4", "Rule 5"]
     assert {r[0]: r[2:] for r in rows[1:]}["pgd_at"] == ["pass", "pass", "-", "pass"]
     assert "- xe, rule 3 (fail): weaker than FGSM: pgd20" in cifar
+    table10 = {r[0]: r[1:] for r in table_rows(cifar, "| otjr: setting")[1:]}
+    assert table10["eps 8/255"] == ["56.07", "55.07", "+1.00"] and table10["eps 128/255"] == ["0.00", "0.00", "+0.00"]
+    assert "eps 24/255" not in table10  # not in our sweep
+    assert table10["PGD-1"] == ["70.00", "79.45", "-9.45"] and len(table10) == 4 + 5
 
 
 def test_analyses_are_tabulated_with_the_papers_input_gradients(report):

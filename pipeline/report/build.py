@@ -72,7 +72,9 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     paper_sweeps = {"eps": paper.SANITY_EPS, "steps": paper.SANITY_STEPS} if otjr else None
     fig = figures.accuracy_sweeps(sweeps, fig_dir / f"{ds}_sanity_sweeps.png", f"{ds}: PGD accuracy sweeps",
                                   paper_sweeps)
-    lines += section("Sanity checks (gradient masking)", tables.sanity(runs) + [""] + figure_line(
+    compared = tables.sanity_sweep_comparison(runs)
+    lines += section("Sanity checks (gradient masking)", tables.sanity(runs) + [""] + (compared + [""] if compared else [])
+                     + figure_line(
         fig, "PGD accuracy as the budget grows (paper Table 10): it should fall to chance"))
 
     curves = {r.run: r.curves for r in runs if r.curves}

@@ -163,3 +163,21 @@ def analysis_summary(results: list[RunResults]) -> list[str]:
                      f"{flipped}/{len(fractions)}"])
     return table(["Run", "mean act. clean", "mean act. PGD", "PGD / clean", "grad ratio (mean over layers)",
                   "own-class area (%)", "images flipped by PGD"], rows)
+
+
+def sanity_sweep_comparison(results: list[RunResults]) -> list[str]:
+    """Paper Table 10 (OTJR, CIFAR-10, WRN-34-10): our PGD sweep accuracy where the budgets / step counts coincide."""
+    from .collect import sanity_sweeps
+
+    r = next((r for r in results if (r.dataset, r.model, r.run) == paper.SANITY_SETTING and r.sanity), None)
+    if r is None:
+        return []
+    rows = []
+    for axis, theirs in (("eps", paper.SANITY_EPS), ("steps", paper.SANITY_STEPS)):
+        ours = dict(zip(*[sanity_sweeps(r.sanity).get(axis, {}).get(k, []) for k in ("x", "accuracy")]))
+        for x, acc in theirs.items():
+            match = next((a for e, a in ours.items() if abs(e - x) < 1e-6), None)
+            if match is not None:
+                label = f"eps {round(x * 255)}/255" if axis == "eps" else f"PGD-{x}"
+                rows.append([label, fmt(match), fmt(acc), signed(match - acc)])
+    return table(["otjr: setting", "ours", "paper, Table 10", "ours - paper"], rows) if rows else []
