@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .analysis.params import AnalysisParams
 from .core import paths
 from .core.errors import UserError
 from .core.schema import (
@@ -91,6 +92,7 @@ class _Core(Strict):
     train: TrainParams
     adversary: AdversaryParams
     sanity: SanityParams
+    analysis: AnalysisParams
 
 
 class _AttackCore(Strict):
@@ -119,6 +121,7 @@ class Params:
     adversary: AdversaryParams
     attack: AttackParams
     sanity: SanityParams
+    analysis: AnalysisParams
     method_params: dict[str, BaseModel] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -206,6 +209,7 @@ def load_params(path: Path | None = None) -> Params:
         adversary=c.adversary,
         attack=attack,
         sanity=c.sanity,
+        analysis=c.analysis,
         method_params=method_params,
         raw=raw,
     )

@@ -70,3 +70,24 @@ def summary_json() -> Path:
 
 def summary_md() -> Path:
     return root() / "metrics" / "summary.md"
+
+
+# analyses and report ----------------------------------------------------------------------
+def analysis_result(dataset: str) -> Path:
+    """The paper's analyses (gradients, activations, cross-sections) of every run on `dataset`."""
+    return root() / "metrics" / "analysis" / f"{dataset}.json"
+
+
+def report_dir() -> Path:
+    """The report stage's output: report.md and figures/ (DVC-cached)."""
+    return root() / "metrics" / "report"
+
+
+def report_plots_dir() -> Path:
+    """Data files behind `dvc plots show` / `dvc plots diff` (small, kept in git)."""
+    return root() / "metrics" / "plots"
+
+
+def sensitivity_result(suffix: str) -> Path:
+    """Hyper-parameter sensitivity table (paper Table 8) built from `dvc exp show`: .json or .md."""
+    return root() / "metrics" / f"sensitivity.{suffix}"
