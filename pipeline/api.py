@@ -25,15 +25,15 @@ def _dataset(name: str) -> str:
 def download(dataset: str, params: Params | None = None) -> Path:
     from .data import download as fetch
 
-    _params(params)
-    return fetch(_dataset(dataset))
+    p = _params(params)
+    return fetch(_dataset(dataset), p.data.sources.get(dataset))
 
 
 def preprocess(dataset: str, params: Params | None = None) -> Path:
     from .data import preprocess as prepare
 
     p = _params(params)
-    return prepare(_dataset(dataset), p.data.val_fraction)
+    return prepare(_dataset(dataset), p.data.val_fraction, p.data.resolution.get(dataset))
 
 
 def train(dataset: str, method: str, params: Params | None = None, resume: bool = True) -> Path:

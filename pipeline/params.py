@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .analysis.params import AnalysisParams
 from .core import paths
@@ -30,9 +30,29 @@ from .core.schema import (
 
 
 class DataParams(Strict):
-    """How raw data becomes prepared tensors."""
+    """How raw data becomes prepared tensors, where user-supplied data lives, and how batches are fed."""
 
     val_fraction: float = Field(ge=0, lt=0.5, description="share of train split held out for monitoring")
+    resolution: dict[str, PositiveInt] = Field(
+        description="dataset -> image side after resize + centre crop; a dataset not listed keeps its native size"
+    )
+    sources: dict[str, str | None] = Field(
+        default_factory=dict, description="dataset -> local archive/folder (else $OTJR_<NAME>_SOURCE)"
+    )
+    loader: Literal["auto", "device", "stream"] = Field(
+        default="auto", description="training batches: kept on the device, streamed by workers, or auto (fits?)"
+    )
+    workers: NonNegativeInt = Field(default=4, description="data-loader worker processes when streaming")
+
+    @field_validator("resolution", "sources")
+    @classmethod
+    def _known_datasets(cls, value: dict) -> dict:
+        from .data import DATASETS
+
+        for name in value:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS.names())}")
+        return value
 
 
 class ModelParams(Strict):

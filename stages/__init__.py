@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import aggregate, attack, download, preprocess, sanity, train
+from . import aggregate, attack, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
@@ -27,6 +27,9 @@ for module, fn in [
     (sensitivity, sensitivity.sensitivity),
 ]:
     stage.command(fn.__name__, help=module.__doc__)(fn)
+
+
+app.command("preset")(preset.preset)
 
 
 @app.command("list")

@@ -30,7 +30,18 @@ def prepared_dir(dataset: str) -> Path:
 
 
 def prepared_split(dataset: str, split: str) -> Path:
+    """A prepared split's first (often only) shard; its metadata says how many follow."""
     return prepared_dir(dataset) / f"{split}.safetensors"
+
+
+def prepared_shard(dataset: str, split: str, index: int) -> Path:
+    """Shard `index` of a prepared split (0 is `prepared_split`)."""
+    return prepared_split(dataset, split) if index == 0 else prepared_dir(dataset) / f"{split}.{index}.safetensors"
+
+
+def download_cache() -> Path:
+    """Archives being downloaded: outside DVC's outputs, so a partial download survives to be resumed."""
+    return root() / "data" / "downloads"
 
 
 # models -----------------------------------------------------------------------------------

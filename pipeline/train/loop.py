@@ -25,7 +25,7 @@ from ..methods import METHODS, Run, Setup
 from ..models import build, model_spec, save_checkpoint
 from ..params import Params
 from .adversary import Adversary
-from .batches import Batches
+from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
 from .step import make_step
 from .schedule import lr_at
@@ -71,13 +71,12 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
         raise UserError(f"method: add-ons {', '.join(run.addons)} are not implemented yet")
     step = make_step(model, optimizer, method)
 
-    images, labels = load_split_uint8(dataset, "train")
-    batches = Batches(images.to(device), labels.to(device), t.batch_size, spec.augment)
+    batches = training_batches(dataset, device, t.batch_size, spec.augment, params.data.loader, params.data.workers)
     split = "val" if has_split(dataset, "val") else None
     if split is None and t.eval_n:
         raise UserError(f"train.eval_n: {dataset} has no validation split; set data.val_fraction > 0 or eval_n: 0")
     if split:
-        xv, yv = load_split_uint8(dataset, split)
+        xv, yv = load_split_uint8(dataset, split, limit=t.eval_n)
         xv, yv = xv[: t.eval_n].to(device).float().div_(255), yv[: t.eval_n].to(device)
 
     state_path = paths.resume_state(dataset, run.name)
