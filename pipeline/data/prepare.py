@@ -28,6 +28,7 @@ from .split import stratified_split
 VAL_SPLIT_SEED = 1234  # fixed: the validation split never depends on the run's seed
 SHARD_BYTES = 1 << 30  # images per shard file (1 GiB)
 STATS_VALUES = 1 << 27  # values per float64 piece when computing mean/std (1 GiB of memory)
+LOAD_CHUNK = 4096  # images decoded per step (progress granularity)
 
 __all__ = ["FORMAT", "download", "preprocess", "load_split", "load_split_uint8", "load_meta", "has_split"]
 
@@ -96,7 +97,11 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
                 written[split] = []
                 for k, start in enumerate(range(0, max(1, len(indices)), rows)):
                     idx = indices[start : start + rows]
-                    images = src.load(idx, size)
+                    chunks = []
+                    for c in range(0, len(idx), LOAD_CHUNK):  # decode in chunks so the bar moves
+                        chunks.append(src.load(idx[c : c + LOAD_CHUNK], size))
+                        bar.advance(task, len(chunks[-1]))
+                    images = torch.cat(chunks) if chunks else src.load(idx, size)
                     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != spec.channels:
                         raise ValueError(f"{name}/{split}: reader must return uint8 NCHW images with {spec.channels} channels")
                     if split == "train":
@@ -104,7 +109,6 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
                     tmp = staging / f"{split}.{k}.part"
                     save_tensors(tmp, {"images": images, "labels": src.labels[idx].to(torch.int64)})
                     written[split].append(tmp)
-                    bar.advance(task, len(idx))
         _, mean, std = functools.reduce(_combine, stats)
         sizes = {split: len(indices) for split, (_, indices) in plan.items()}
         meta = {
