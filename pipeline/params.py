@@ -143,6 +143,7 @@ class Params:
     sanity: SanityParams
     analysis: AnalysisParams
     method_params: dict[str, BaseModel] = field(default_factory=dict)
+    addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def for_method(self, name: str) -> BaseModel:
@@ -155,6 +156,15 @@ class Params:
         if not cls.param_keys():
             return cls.Params()
         raise UserError(f"params.yaml: missing key '{cls.param_keys()[0]}' (settings of method '{name}')")
+
+    def for_addon(self, name: str) -> BaseModel:
+        """The validated settings of add-on `name`."""
+        from .methods import ADDONS
+
+        if name in self.addon_params:
+            return self.addon_params[name]
+        raise UserError(f"params.yaml: missing key '{ADDONS.get(name, key='method').param_keys()[0]}' "
+                        f"(settings of add-on '{name}')")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -187,13 +197,14 @@ def load_params(path: Path | None = None) -> Params:
     """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
     from .attacks import ATTACKS
     from .data import DATASETS
-    from .methods import METHODS, method_settings, parse_run
+    from .methods import ADDONS, METHODS, method_settings, parse_run
 
     path = Path(path) if path else paths.params_file()
     raw = read_yaml(path)
 
     core_keys = set(_Core.model_fields) | {"attack"}
     method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
+    method_keys |= {k for name in ADDONS.names() for k in ADDONS.get(name).param_keys()}
     core = {k: v for k, v in raw.items() if k in _Core.model_fields}
     for key in raw:
         if key not in core_keys | method_keys:
@@ -211,6 +222,11 @@ def load_params(path: Path | None = None) -> Params:
         present = any(k in raw for k in cls.param_keys())
         if name in wanted or present:
             method_params[name] = _validate(cls.Params, method_settings(cls, raw), cls.param_prefix(), path)
+    wanted_addons = {a for run in runs for a in run.addons}
+    addon_params = {}
+    for name in ADDONS.names():
+        if name in wanted_addons or name in raw:
+            addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
     attack = _load_attack(raw.get("attack"), path, ATTACKS)
     for ds in c.datasets:
@@ -231,6 +247,7 @@ def load_params(path: Path | None = None) -> Params:
         sanity=c.sanity,
         analysis=c.analysis,
         method_params=method_params,
+        addon_params=addon_params,
         raw=raw,
     )
 
