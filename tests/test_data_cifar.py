@@ -63,6 +63,7 @@ def _fake(monkeypatch, name, folder, archive, url="http://127.0.0.1:9/never"):
 
 
 def test_uses_torchvisions_own_constants():
+    assert cifar.CIFAR10_V.tv is torchvision.datasets.CIFAR10 and cifar.CIFAR100_V.tv is torchvision.datasets.CIFAR100
     assert cifar.TORCHVISION == {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
     assert cifar.CIFAR10_V.tv.tgz_md5 == "c58f30108f718f92721af3b95e74349a"
     assert cifar.CIFAR100_V.tv.url.endswith("cifar-100-python.tar.gz")

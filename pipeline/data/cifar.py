@@ -16,22 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import calculate_md5
 
 from ..core import paths
 from ..core.errors import UserError
 from .archive import extract
 from .checksum import sha256
-from .fetch import fetch
+from .fetch import calculate_md5, fetch
 from .pickle_stream import read_pickle_data
 from .registry import DatasetSpec, RawSplits, register
 
 MAX_EXTRACTED_BYTES = 400 * 2**20  # both versions extract to < 200 MB
 
 
-#: torchvision's dataset classes: the source of every URL, file name and md5 used here.
-TORCHVISION: dict[str, type] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+#: torchvision's dataset classes: the source of every URL, file name and md5 used here. Filled
+#: on first use: importing torchvision costs ~1.6 s, which every stage process would pay.
+TORCHVISION: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,11 @@ class Variant:
 
     @property
     def tv(self) -> type:
+        if self.name not in TORCHVISION:
+            from torchvision import datasets
+
+            TORCHVISION.setdefault("cifar10", datasets.CIFAR10)
+            TORCHVISION.setdefault("cifar100", datasets.CIFAR100)
         return TORCHVISION[self.name]
 
     @property

@@ -12,13 +12,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from torchvision.datasets.utils import USER_AGENT, calculate_md5
-
 from ..core.errors import UserError
 from ..core.progress import progress
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
+
+
+def calculate_md5(path: Path) -> str:
+    """torchvision's md5 helper (torchvision is imported on use: it costs ~1.6 s of start-up)."""
+    from torchvision.datasets.utils import calculate_md5 as md5
+
+    return md5(path)
 
 
 def _instructions(url: str, dest: Path, md5: str) -> str:
@@ -28,6 +33,8 @@ def _instructions(url: str, dest: Path, md5: str) -> str:
 def _stream(url: str, part: Path, show_progress: bool | None) -> None:
     """Append the missing bytes of `url` to `part` (or rewrite it if the server cannot resume)."""
     have = part.stat().st_size if part.exists() else 0
+    from torchvision.datasets.utils import USER_AGENT
+
     headers = {"User-Agent": USER_AGENT}
     if have:
         headers["Range"] = f"bytes={have}-"
