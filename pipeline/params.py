@@ -102,6 +102,27 @@ class SanityParams(Strict):
     sweep_steps: PositiveInt
 
 
+class SpeedParams(Strict):
+    """How fast the trainer runs; every default is the plain fp32 eager path (pipeline/train/speed.py).
+
+    These change rounding, not the maths (bf16 autocast, memory layout, kernels), except
+    `jacobian: finite_difference`, an O(fd_step) approximation of the Jacobian penalty, and
+    `sync_batchnorm`, which normalises over the global batch when training on several GPUs.
+    """
+
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16: forward passes of training and its attack under bf16 autocast"
+    )
+    channels_last: bool = Field(default=False, description="NHWC memory layout for weights and inputs")
+    cudnn_benchmark: bool = Field(default=False, description="cuDNN autotuning of convolutions (CUDA only)")
+    compile: bool = Field(default=False, description="torch.compile the model (not the exact Jacobian's clean pass)")
+    jacobian: Literal["exact", "finite_difference"] = Field(
+        default="exact", description="Jacobian penalty of otjr, opt_jr, rand_jr, sat_jr: double backward or finite difference"
+    )
+    fd_step: PositiveReal = Field(default=1e-3, description="finite-difference step (L2 move per sample, in [0, 1] pixel units)")
+    sync_batchnorm: bool = Field(default=False, description="batch-norm statistics over all GPUs (multi-GPU CUDA runs)")
+
+
 class _Core(Strict):
     seed: NonNegativeInt
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
@@ -113,6 +134,7 @@ class _Core(Strict):
     adversary: AdversaryParams
     sanity: SanityParams
     analysis: AnalysisParams
+    speed: SpeedParams = Field(default_factory=SpeedParams)
 
 
 class _AttackCore(Strict):
@@ -142,6 +164,7 @@ class Params:
     attack: AttackParams
     sanity: SanityParams
     analysis: AnalysisParams
+    speed: SpeedParams = field(default_factory=SpeedParams)
     method_params: dict[str, BaseModel] = field(default_factory=dict)
     addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -246,6 +269,7 @@ def load_params(path: Path | None = None) -> Params:
         attack=attack,
         sanity=c.sanity,
         analysis=c.analysis,
+        speed=c.speed,
         method_params=method_params,
         addon_params=addon_params,
         raw=raw,

@@ -1,11 +1,11 @@
 """The losses the methods are built from: sliced Wasserstein distance, Jacobian penalties, Sinkhorn divergence."""
 
-from .jacobian import jacobian_penalty
-from .random_jacobian import random_directions, random_jacobian_penalty
+from .jacobian import finite_difference_jacobian_penalty, jacobian_penalty
+from .random_jacobian import random_directions, random_directions_penalty, random_jacobian_penalty
 from .sinkhorn import entropic_ot, sinkhorn_divergence
 from .sliced_wasserstein import random_projections, sliced_wasserstein
 
 __all__ = [
-    "sliced_wasserstein", "random_projections", "jacobian_penalty",
-    "random_directions", "random_jacobian_penalty", "entropic_ot", "sinkhorn_divergence",
+    "sliced_wasserstein", "random_projections", "jacobian_penalty", "finite_difference_jacobian_penalty",
+    "random_directions", "random_directions_penalty", "random_jacobian_penalty", "entropic_ot", "sinkhorn_divergence",
 ]

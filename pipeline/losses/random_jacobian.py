@@ -7,6 +7,8 @@ unit output directions: C * ||v . J||^2 with v uniform on the sphere is unbiased
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -25,17 +27,22 @@ def random_jacobian_penalty(inputs: torch.Tensor, outputs: torch.Tensor, n_proj:
     `n_proj >= 1` averages that many independent draws (fresh per sample and per draw);
     `n_proj == -1` is exact: sum over the C basis directions of ||e_c . J||^2 (no C factor).
     """
+    return random_directions_penalty(lambda d: jacobian_penalty(inputs, outputs, d), outputs, n_proj, generator)
+
+
+def random_directions_penalty(
+    penalty: Callable[[torch.Tensor], torch.Tensor], outputs: torch.Tensor, n_proj: int, generator=None
+) -> torch.Tensor:
+    """`random_jacobian_penalty` with the penalty along given directions supplied (exact or finite-difference).
+
+    `penalty` maps (B, C) unit output directions to C * mean_i ||d_i . J(x_i)||^2.
+    """
     batch, classes = outputs.shape
     if n_proj == -1:
         eye = torch.eye(classes, dtype=outputs.dtype, device=outputs.device)
-        # jacobian_penalty scales by C (the estimator factor); a basis sum needs none.
-        return sum(jacobian_penalty(inputs, outputs, eye[c].expand(batch, classes)) for c in range(classes)) / classes
+        # the penalty scales by C (the estimator factor); a basis sum needs none.
+        return sum(penalty(eye[c].expand(batch, classes)) for c in range(classes)) / classes
     if n_proj < 1:
         raise ValueError(f"random_jacobian_penalty: n_proj must be >= 1 or -1, got {n_proj}")
-    draws = [
-        jacobian_penalty(
-            inputs, outputs, random_directions(batch, classes, outputs.device, outputs.dtype, generator)
-        )
-        for _ in range(n_proj)
-    ]
+    draws = [penalty(random_directions(batch, classes, outputs.device, outputs.dtype, generator)) for _ in range(n_proj)]
     return sum(draws) / n_proj

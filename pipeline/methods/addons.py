@@ -10,7 +10,7 @@ methods (`Method.addons`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -20,13 +20,19 @@ from ..core.schema import Strict
 from .base import Guide
 
 
+def _same(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    return tensors
+
+
 @dataclass(frozen=True)
 class AddOnSetup:
-    """What an add-on may use: the student, its optimizer, and a builder of same-architecture models."""
+    """What an add-on may use: the student, its optimizer, a builder of same-architecture models,
+    and the mean over the training processes of per-process tensors (identity in one process)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     new_model: Callable[[], nn.Module]
+    mean_over_ranks: Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]] = _same
 
 
 class AddOn:

@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 
 from ..core.schema import NonNegativeInt, NonNegativeReal, Strict
+from ..train.adversary import batch_statistics_only
 from .addons import AddOn, register_addon
 
 
@@ -41,12 +42,10 @@ class AWP(AddOn):
             return None
         model = self.setup.model
         weights = [p for p in model.parameters() if p.ndim > 1 and p.requires_grad]
-        buffers = [(b, b.clone()) for b in model.buffers()]
-        grads = torch.autograd.grad(objective(), weights)
+        with batch_statistics_only(model):  # the ascent pass must not count towards BN running statistics
+            grads = self.setup.mean_over_ranks(torch.autograd.grad(objective(), weights))
         saved = [w.detach().clone() for w in weights]
         with torch.no_grad():
-            for b, old in buffers:  # the ascent pass must not count towards BN running statistics
-                b.copy_(old)
             for w, v in zip(weights, weight_perturbation(saved, grads, self.params.gamma)):
                 w.add_(v)
 

@@ -20,6 +20,7 @@ from ..core.errors import UserError
 from ..core.registry import Registry
 from ..core.schema import Strict
 from ..train.adversary import Adversary
+from .jacobian import Exact, JacobianMode
 
 #: Replaces a method's supervised term (LBGAT): adversarial logits of the student -> scalar loss.
 Guide = Callable[[torch.Tensor], torch.Tensor]
@@ -36,10 +37,12 @@ class Loss(NamedTuple):
 
 @dataclass(frozen=True)
 class Setup:
-    """What a method may use besides the batch: the training adversary and the task size."""
+    """What a method may use besides the batch: the training adversary, the task size, and how the
+    Jacobian penalty is computed (exact by default; `speed.jacobian`)."""
 
     adversary: Adversary
     num_classes: int
+    jacobian: JacobianMode = Exact()
 
 
 class Method(ABC):
@@ -51,6 +54,8 @@ class Method(ABC):
     summary: ClassVar[str] = ""
     #: Add-ons this method combines with (their names in the ADDONS registry).
     addons: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the objective has a Jacobian penalty (computed as `Setup.jacobian` says).
+    uses_jacobian: ClassVar[bool] = False
 
     def __init__(self, params: Strict, setup: Setup):
         self.params = params
@@ -66,6 +71,11 @@ class Method(ABC):
     @classmethod
     def param_prefix(cls) -> str:
         return cls.param_block or ""
+
+    @property
+    def double_backward(self) -> bool:
+        """Whether the objective differentiates through input gradients (torch.compile cannot)."""
+        return self.uses_jacobian and self.setup.jacobian.double_backward
 
     def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """This batch's training adversarial examples (detached); by default PGD on the CE loss.

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.schema import NonNegativeReal, PositiveInt, Strict
-from ..losses import jacobian_penalty, random_projections, sliced_wasserstein
+from ..losses import random_projections, sliced_wasserstein
 from .base import Loss, Method, register
 
 
@@ -26,14 +26,14 @@ class OptJR(Method):
     Params = OptJRParams
     param_block = "opt_jr"
     summary = "CE(f(x), y) + lambda_J * C * ||Delta . J(x)||^2, Delta from SW(adv, clean) - paper Eq. 12, 14"
+    uses_jacobian = True
 
     def objective(self, model, x, x_adv, y, guide=None) -> Loss:
-        x_req = x.detach().clone().requires_grad_(True)
-        clean = model(x_req)
+        clean, penalty = self.setup.jacobian.clean_pass(model, x)
         with torch.no_grad():
             adv = model(x_adv)
         theta = random_projections(clean.shape[1], self.params.num_projections, device=x.device, dtype=clean.dtype)
         _, directions = sliced_wasserstein(adv, clean.detach(), theta)
         ce = F.cross_entropy(clean, y)
-        jac = jacobian_penalty(x_req, clean, directions)
+        jac = penalty(directions)
         return Loss(ce + self.params.lambda_j * jac, {"ce": ce.detach(), "jacobian": jac.detach()})

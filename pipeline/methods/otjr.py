@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from ..core.schema import NonNegativeReal, PositiveInt, Strict
-from ..losses import jacobian_penalty, random_projections, sliced_wasserstein
+from ..losses import random_projections, sliced_wasserstein
 from .base import Loss, Method, register
 
 
@@ -22,15 +22,15 @@ class OTJR(Method):
     param_block = None  # lambda_j, lambda_sw, num_projections are top-level keys
     summary = "CE(f(x_adv), y) + lambda_J * optimal Jacobian penalty + lambda_SW * SW(adv, clean) - paper Eq. 13"
     addons = frozenset({"awp", "lbgat"})
+    uses_jacobian = True
 
     def objective(self, model, x, x_adv, y, guide=None) -> Loss:
         p = self.params
-        x_clean = x.detach().clone().requires_grad_(True)
-        clean = model(x_clean)
+        clean, penalty = self.setup.jacobian.clean_pass(model, x)
         adv = model(x_adv)
         theta = random_projections(clean.shape[1], p.num_projections, device=x.device, dtype=clean.dtype)
         sw, directions = sliced_wasserstein(adv, clean, theta)
-        jac = jacobian_penalty(x_clean, clean, directions)
+        jac = penalty(directions)
         supervised = F.cross_entropy(adv, y) if guide is None else guide(adv)
         total = supervised + p.lambda_j * jac + p.lambda_sw * sw
         first = "ce_adv" if guide is None else "guide"

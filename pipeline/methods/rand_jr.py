@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import field_validator
 
 from ..core.schema import NonNegativeReal, Strict
-from ..losses import random_jacobian_penalty
+from ..losses import random_directions_penalty
 from .base import Loss, Method, register
 
 
@@ -32,13 +32,13 @@ class RandJR(Method):
     Params = RandJRParams
     param_block = "rand_jr"
     summary = "CE(f(x), y) + lambda_J * C * ||v . J(x)||^2, v random unit - Hoffman et al. 2019 (paper Eq. 5, 14)"
+    uses_jacobian = True
 
     def adversarial(self, model, x, y):
         return None
 
     def objective(self, model, x, x_adv, y, guide=None) -> Loss:
-        x_req = x.detach().clone().requires_grad_(True)
-        clean = model(x_req)
+        clean, penalty = self.setup.jacobian.clean_pass(model, x)
         ce = F.cross_entropy(clean, y)
-        jac = random_jacobian_penalty(x_req, clean, self.params.n_proj)
+        jac = random_directions_penalty(penalty, clean, self.params.n_proj)
         return Loss(ce + self.params.lambda_j * jac, {"ce": ce.detach(), "jacobian": jac.detach()})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..losses import random_jacobian_penalty
+from ..losses import random_directions_penalty
 from .base import Loss, Method, register
 from .rand_jr import RandJRParams
 from .sat import SATParams, sat_terms
@@ -18,11 +18,11 @@ class SATJR(Method):
     Params = SATJRParams
     param_block = "sat_jr"
     summary = "SAT + lambda_J * random Jacobian penalty (naive combination) - paper Table 6"
+    uses_jacobian = True
 
     def objective(self, model, x, x_adv, y, guide=None) -> Loss:
         p = self.params
-        x_req = x.detach().clone().requires_grad_(True)
-        clean = model(x_req)
+        clean, penalty = self.setup.jacobian.clean_pass(model, x)
         sat = sat_terms(p, clean, model(x_adv), y)
-        jac = random_jacobian_penalty(x_req, clean, p.n_proj)
+        jac = random_directions_penalty(penalty, clean, p.n_proj)
         return Loss(sat.total + p.lambda_j * jac, {**sat.terms, "jacobian": jac.detach()})

@@ -31,6 +31,25 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+@contextlib.contextmanager
+def batch_statistics_only(model: nn.Module) -> Iterator[nn.Module]:
+    """Norm layers leave their running statistics alone: train-mode passes inside do not count.
+
+    A train-mode batch-norm normalises with the batch's statistics either way; with
+    `track_running_stats` off it just skips the update (so its saved tensors stay valid for
+    a backward pass that comes later). Eval mode is unaffected.
+    """
+    layers = [m for m in model.modules()
+              if getattr(m, "track_running_stats", False) and getattr(m, "running_mean", None) is not None]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        for m in layers:
+            m.track_running_stats = True
+
+
 def pgd_linf(
     model: nn.Module,
     x: torch.Tensor,

@@ -5,6 +5,8 @@ ragged tail dropped), turn uint8 into [0, 1] floats on the device and augment th
 the same function, so a run gives the same batches whichever feeds it. The streaming
 feeder reads rows from the memory-mapped shards in worker processes, pins them and
 copies them to the device asynchronously; the on-device one never leaves the device.
+Under torchrun each process gets its shard of every batch (`Ranks.shard`): the same
+global batches as one process, split between the processes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from ..data.shards import SplitReader
 from .augment import augment
+from .distributed import SINGLE, Ranks
 
 #: Share of the device's free memory (or of the host's available memory, on CPU) the
 #: training split may take and still be kept on the device under `data.loader: auto`.
@@ -40,6 +43,7 @@ class Batches:
     labels: torch.Tensor
     batch_size: int
     augment: str
+    ranks: Ranks = SINGLE
 
     def __len__(self) -> int:
         return num_batches(len(self.labels), self.batch_size)
@@ -47,7 +51,7 @@ class Batches:
     def epoch(self, seed: int, epoch: int):
         order = epoch_order(len(self.labels), seed, epoch).to(self.images.device)
         for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size][self.ranks.shard(self.batch_size)]
             x = self.images[idx].float().div_(255)
             yield augment(self.augment, x), self.labels[idx]
 
@@ -69,8 +73,8 @@ class _Rows(torch.utils.data.Dataset):
 class _EpochBatches(torch.utils.data.Sampler):
     """Yields each batch's row indices for the epoch set last (read in the main process)."""
 
-    def __init__(self, n: int, batch_size: int):
-        self.n, self.batch_size = n, batch_size
+    def __init__(self, n: int, batch_size: int, ranks: Ranks = SINGLE):
+        self.n, self.batch_size, self.ranks = n, batch_size, ranks
         self.order = torch.arange(n)
 
     def __len__(self) -> int:
@@ -78,15 +82,16 @@ class _EpochBatches(torch.utils.data.Sampler):
 
     def __iter__(self):
         for i in range(len(self)):
-            yield self.order[i * self.batch_size : (i + 1) * self.batch_size].tolist()
+            yield self.order[i * self.batch_size : (i + 1) * self.batch_size][self.ranks.shard(self.batch_size)].tolist()
 
 
 class StreamingBatches:
     """Training batches read from the prepared shards by `workers` processes, then sent to `device`."""
 
-    def __init__(self, reader: SplitReader, batch_size: int, augment: str, device: torch.device, workers: int):
+    def __init__(self, reader: SplitReader, batch_size: int, augment: str, device: torch.device, workers: int,
+                 ranks: Ranks = SINGLE):
         self.reader, self.batch_size, self.augment, self.device = reader, batch_size, augment, torch.device(device)
-        self.sampler = _EpochBatches(len(reader), batch_size)
+        self.sampler = _EpochBatches(len(reader), batch_size, ranks)
         self.loader = torch.utils.data.DataLoader(
             _Rows(reader),
             sampler=self.sampler,
@@ -120,12 +125,13 @@ def available_bytes(device: torch.device) -> int:
 
 
 def training_batches(
-    dataset: str, device: torch.device, batch_size: int, augment: str, loader: str, workers: int
+    dataset: str, device: torch.device, batch_size: int, augment: str, loader: str, workers: int,
+    ranks: Ranks = SINGLE,
 ) -> Batches | StreamingBatches:
     """The feeder `data.loader` asks for; under 'auto' on the device if the split takes <= DEVICE_SHARE of its free memory."""
     reader = SplitReader(dataset, "train")
     on_device = loader == "device" or (loader == "auto" and reader.nbytes <= DEVICE_SHARE * available_bytes(device))
     if on_device:
         images, labels = reader.head()
-        return Batches(images.to(device), labels.to(device), batch_size, augment)
-    return StreamingBatches(reader, batch_size, augment, device, workers)
+        return Batches(images.to(device), labels.to(device), batch_size, augment, ranks)
+    return StreamingBatches(reader, batch_size, augment, device, workers, ranks)

@@ -3,7 +3,9 @@
 SGD with momentum and weight decay, an epoch-wise LR schedule, the method's loss on each
 batch, per-epoch clean / PGD accuracy on held-out images logged through dvclive, a resume
 state after every epoch, and a final safetensors checkpoint. Data stays on the training
-device; shuffling and augmentation happen there.
+device; shuffling and augmentation happen there. `speed:` in params.yaml picks the speed
+options (pipeline/train/speed.py); under torchrun the processes train one model together
+(pipeline/train/distributed.py).
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ from ..core.versions import library_versions
 from ..data import DATASETS, load_meta
 from ..data.prepare import has_split, load_split_uint8
 from ..methods import ADDONS, METHODS, AddOnSetup, Run, Setup
+from ..methods.jacobian import jacobian_mode
 from ..models import build, model_spec, save_checkpoint
 from ..params import Params
+from . import distributed
 from .adversary import Adversary
 from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
-from .step import make_step
 from .schedule import lr_at
+from .sgd import SGD
+from .speed import prepare
+from .speed import resolve as resolve_speed
 from .state import fingerprint, load_state, save_state
+from .step import make_step
 
 
-def training_settings(dataset: str, run: Run, params: Params, meta: dict) -> dict[str, Any]:
+def training_settings(dataset: str, run: Run, params: Params, meta: dict, processes: int = 1) -> dict[str, Any]:
     """Everything that determines the trained weights; recorded in the checkpoint and fingerprinted."""
     method_keys = METHODS.get(run.method).param_keys()
     addon_keys = [k for name in run.addons for k in ADDONS.get(name).param_keys()]
@@ -46,50 +53,81 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict) -> dic
         "method": {k: params.raw[k] for k in method_keys},
         "addons": {k: params.raw[k] for k in addon_keys},
         "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"]},
+        "speed": params.speed.model_dump(),
+        "processes": processes,
     }
 
 
 def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_progress: bool | None = None) -> Path:
-    """Train `run` on `dataset` with `params`; returns the checkpoint path."""
+    """Train `run` on `dataset` with `params`; returns the checkpoint path.
+
+    Under torchrun (WORLD_SIZE > 1) every process runs this with its shard of each batch;
+    rank 0 writes the logs, the resume state and the checkpoint.
+    """
+    ranks = distributed.from_environment()
+    device = distributed.start(ranks, resolve_device(params.device))
+    try:
+        out = _fit(dataset, run, params, ranks, device, resume, show_progress if ranks.main else False)
+        distributed.barrier(ranks)  # leave together: a rank tearing down gloo while another still talks aborts
+        return out
+    finally:
+        distributed.stop(ranks)
+
+
+def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, device: torch.device, resume: bool,
+         show_progress: bool | None) -> Path:
     from dvclive import Live
 
     spec = DATASETS.get(dataset, key="dataset")
     meta = load_meta(dataset)
-    device = resolve_device(params.device)
     t = params.train
-    settings = training_settings(dataset, run, params, meta)
+    distributed.check_batch_size(t.batch_size, ranks, params.speed.sync_batchnorm, device)
+    settings = training_settings(dataset, run, params, meta, ranks.size)
     fp = fingerprint(settings)
+    speed = resolve_speed(params.speed, device)
 
     torch.manual_seed(params.seed)
     mspec = model_spec(params.model.name, params.model.args, meta["num_classes"], meta["shape"][0], meta["mean"], meta["std"])
     model = build(mspec).to(device)
+    model = prepare(distributed.convert_batchnorm(model, ranks, params.speed.sync_batchnorm), speed)
     adversary = Adversary(params.adversary.eps, params.adversary.step, params.adversary.steps)
     method_cls = METHODS.get(run.method, key="method")
-    method = method_cls(params.for_method(run.method), Setup(adversary=adversary, num_classes=meta["num_classes"]))
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov
-    )
+    jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
+    method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
+    optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
     addon = None
     for name in run.addons:  # parse_run allows at most one
-        addon = ADDONS.get(name)(params.for_addon(name), AddOnSetup(model, optimizer, lambda: build(mspec).to(device)))
-    step = make_step(model, optimizer, method, addon)
+        setup = AddOnSetup(model, optimizer, lambda: build(mspec).to(device),
+                           lambda tensors: distributed.mean_over_ranks(tensors, ranks))
+        addon = ADDONS.get(name)(params.for_addon(name), setup)
+    step = make_step(model, optimizer, method, addon, speed=speed, ranks=ranks, device=device)
+    distributed.seed_rank(params.seed, ranks)
 
-    batches = training_batches(dataset, device, t.batch_size, spec.augment, params.data.loader, params.data.workers)
+    batches = training_batches(dataset, device, t.batch_size, spec.augment, params.data.loader, params.data.workers,
+                               ranks)
     split = "val" if has_split(dataset, "val") else None
     if split is None and t.eval_n:
         raise UserError(f"train.eval_n: {dataset} has no validation split; set data.val_fraction > 0 or eval_n: 0")
-    if split:
+    if split and ranks.main:
         xv, yv = load_split_uint8(dataset, split, limit=t.eval_n)
         xv, yv = xv[: t.eval_n].to(device).float().div_(255), yv[: t.eval_n].to(device)
 
     state_path = paths.resume_state(dataset, run.name)
     modules, optimizers = step.modules, step.optimizers
-    restored = load_state(state_path, fingerprint=fp, modules=modules, optimizers=optimizers) if resume else None
+    restored = None
+    if resume:
+        restored = load_state(state_path, fingerprint=fp, modules=modules, optimizers=optimizers,
+                              restore_rng=lambda tensors: distributed.restore_rng(tensors, ranks, device))
     start, history = (restored.epoch, restored.history) if restored else (0, [])
+    if ranks.distributed and not distributed.same_everywhere(start, ranks, device):
+        raise UserError(f"{state_path}: the training processes found different resume states; "
+                        "every node must see the project directory (a shared filesystem)")
 
-    live = Live(str(paths.train_log_dir(dataset, run.name)), dvcyaml=None, save_dvc_exp=False, report=None)
-    for record in history:  # DVC removes outputs before a stage runs: replay what was logged
-        _log(live, record)
+    live = None
+    if ranks.main:
+        live = Live(str(paths.train_log_dir(dataset, run.name)), dvcyaml=None, save_dvc_exp=False, report=None)
+        for record in history:  # DVC removes outputs before a stage runs: replay what was logged
+            _log(live, record)
 
     train_seconds = sum(r["seconds"] for r in history)
     with progress(show_progress) as bar:
@@ -104,21 +142,30 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
                 for k, v in {"loss": loss.total.detach(), **loss.terms}.items():
                     sums[k] = sums.get(k, 0) + v
                 bar.advance(task)
+            sums = dict(zip(sums, distributed.mean_over_ranks(list(sums.values()), ranks)))
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - tic
             train_seconds += seconds
             record = {"epoch": epoch + 1, "lr": lr, "seconds": seconds}
             record.update({f"train/{k}": float(v) / len(batches) for k, v in sums.items()})
-            if split and t.eval_n:
+            if split and t.eval_n and ranks.main:
                 record["val/clean_acc"] = accuracy(model, xv, yv, t.batch_size)
                 record["val/pgd_acc"] = robust_accuracy(model, adversary, xv, yv, t.batch_size)
             history.append(record)
-            _log(live, record)
-            bar.update(task, info=f"loss {record['train/loss']:.3f}")
-            save_state(state_path, fingerprint=fp, epoch=epoch + 1, history=history, modules=modules, optimizers=optimizers)
-    live.end()
+            rng = distributed.rng_states(ranks, device)
+            if ranks.main:
+                _log(live, record)
+                bar.update(task, info=f"loss {record['train/loss']:.3f}")
+                save_state(state_path, fingerprint=fp, epoch=epoch + 1, history=history, modules=modules,
+                           optimizers=optimizers, extra=rng)
+    if ranks.distributed and not distributed.same_everywhere(distributed.weights_digest(model), ranks, device):
+        raise RuntimeError("the training processes ended with different weights")
 
+    out = paths.checkpoint(dataset, run.name)
+    if not ranks.main:
+        return out
+    live.end()
     info = {
         "dataset": dataset,
         "run": run.name,
@@ -130,7 +177,6 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
         "device": str(device),
         "versions": library_versions(),
     }
-    out = paths.checkpoint(dataset, run.name)
     save_checkpoint(out, model.cpu(), mspec, info)
     state_path.unlink(missing_ok=True)
     return out

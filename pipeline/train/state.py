@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -39,9 +39,11 @@ def save_state(
     epoch: int,
     history: list[dict[str, float]],
     modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
+    optimizers: dict,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    tensors: dict[str, torch.Tensor] = {}
+    """Write the state; `extra` tensors (e.g. the other training processes' RNG states) are stored as named."""
+    tensors: dict[str, torch.Tensor] = dict(extra or {})
     meta: dict[str, Any] = {"optimizers": {}}
     for name, module in modules.items():
         for k, v in module.state_dict().items():
@@ -72,9 +74,14 @@ def load_state(
     *,
     fingerprint: str,
     modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
+    optimizers: dict,
+    restore_rng: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> ResumeState | None:
-    """Restore modules, optimizers and RNGs from `path`; None if absent or from other settings."""
+    """Restore modules, optimizers and RNGs from `path`; None if absent or from other settings.
+
+    `restore_rng`, if given, is called last with all stored tensors (a training process other
+    than rank 0 restores its own RNG states from them).
+    """
     if not path.is_file():
         return None
     try:
@@ -102,4 +109,6 @@ def load_state(
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+    if restore_rng is not None:
+        restore_rng(tensors)
     return ResumeState(epoch=int(metadata["epoch"]), history=list(metadata["history"]))
