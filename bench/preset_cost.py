@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import presets  # noqa: E402
+from pipeline.benchmark.flops import FlopCount  # noqa: E402
 from pipeline.methods import METHODS, Setup  # noqa: E402
 from pipeline.models import create  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
@@ -34,23 +32,6 @@ from pipeline.train.adversary import Adversary  # noqa: E402
 #: Published training-set sizes (ImageNet100: the 100 CMC classes of ILSVRC-2012 train).
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet100": 126_689, "intel": 14_034}
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "intel": 6}
-
-
-class FlopCount(TorchDispatchMode):
-    """Adds up torch's FLOP formula of every operator that has one (matmuls, convolutions, ...)."""
-
-    def __init__(self):
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None:
-            shape = lambda t: t.shape if isinstance(t, torch.Tensor) else t  # noqa: E731
-            self.flops += formula(*tree_map(shape, args), **tree_map(shape, kwargs), out_val=tree_map(shape, out))
-        return out
 
 
 def step_flops(p, method: str, device: str = "meta", batch: int = 2) -> float:

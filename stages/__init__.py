@@ -10,6 +10,7 @@ import typer
 
 from . import aggregate, attack, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
+from . import bench
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -30,6 +31,7 @@ for module, fn in [
 
 
 app.command("preset")(preset.preset)
+app.command("bench")(bench.bench)
 
 
 @app.command("list")

@@ -35,6 +35,13 @@ class Step:
         self.synced = self.local if synced is model else forward_of(synced, speed)
 
     @property
+    def trained(self) -> nn.Module:
+        """The model the objective whose backward trains the weights gets."""
+        # torch.compile does no double backward; and all of one backward's passes eager, as an eager
+        # batch-norm pass saves the running statistics that a compiled one then updates in place
+        return getattr(self.synced, "eager", self.synced) if self.method.double_backward else self.synced
+
+    @property
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, **(self.addon.modules() if self.addon else {})}
 
@@ -63,10 +70,7 @@ class Step:
         if self.addon:
             guide = self.addon.guide(x, y)
             restore = self.addon.perturb(lambda: self.method.objective(self.local, x, x_adv, y).total, self.epoch)
-        # torch.compile does no double backward; and all of one backward's passes eager, as an eager
-        # batch-norm pass saves the running statistics that a compiled one then updates in place
-        model = getattr(self.synced, "eager", self.synced) if self.method.double_backward else self.synced
-        loss = self.method.objective(model, x, x_adv, y, guide)
+        loss = self.method.objective(self.trained, x, x_adv, y, guide)
         optimizers = list(self.optimizers.values())
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
