@@ -10,7 +10,7 @@ from conftest import REPO
 from pipeline.methods import ADDONS, METHODS, parse_run
 from pipeline.params import load_params
 
-BASE = ["seed", "model", "train", "adversary"]  # what the shared trainer reads for every run
+BASE = ["seed", "model", "train", "adversary", "speed"]  # what the shared trainer reads for every run
 
 
 def stages() -> dict:

@@ -1,0 +1,51 @@
+"""`otjr bench` writes a self-describing result; a training process does not pay for imports it does not use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO, run_cli
+
+
+def test_bench_prints_a_table_and_writes_self_describing_json(project):
+    out = project / "bench.json"
+    proc = run_cli("bench", "--model", "small_cnn:width=4@1x8x8", "--batch-size", "8", "--steps", "2", "--warmup", "0",
+                   "--jacobian", "exact,finite_difference", "--device", "cpu", "--out", str(out), cwd=project, check=True)
+    result = json.loads(out.read_text())
+    assert {"command", "date", "device", "versions", "settings", "rows", "ratios"} <= result.keys()
+    assert result["device"]["type"] == "cpu" and result["device"]["torch_threads"] >= 1
+    assert result["command"].startswith("otjr bench") and result["versions"]["torch"]
+    cases = {(r["method"], r["path"], r["jacobian"]) for r in result["rows"]}
+    assert cases == {("pgd_at", "fast", "-"), ("pgd_at", "reference", "-"), ("otjr", "fast", "exact"),
+                     ("otjr", "fast", "finite_difference"), ("otjr", "reference", "exact")}
+    for row in result["rows"]:
+        assert len(row["steps_ms"]) == 2 and row["median_ms"] > 0 and row["images_per_s"] > 0
+        assert row["gflop_per_image"] > 0
+    ratios = result["ratios"]["small_cnn(width=4) 1x8x8"]
+    # the reference's attack also computes weight gradients: more counted work, and the FLOP ratio is known
+    assert 1.2 < ratios["otjr/pgd_at fast (counted FLOPs)"] < 1.35
+    assert "reference/fast pgd_at (wall)" in ratios and "otjr/pgd_at fast (wall)" in ratios
+    assert "| small_cnn(width=4) 1x8x8 | otjr | reference | exact |" in proc.stdout
+
+
+def test_bench_rejects_bad_input_in_one_line(project):
+    proc = run_cli("bench", "--model", "small_cnn:width", "--out", str(project / "b.json"), cwd=project)
+    assert proc.returncode == 2 and "--model" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("bench", "--methods", "madry", "--out", str(project / "b.json"), cwd=project)
+    assert proc.returncode == 2 and "unknown method 'madry'" in proc.stderr
+
+
+def test_training_imports_neither_dynamo_nor_torchvision(digits):
+    """Each of dvc repro's stage processes would pay ~1.5 s for torch._dynamo (torch.optim and torchvision import it)."""
+    code = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from pipeline import api\n"
+        "api.train('digits', 'otjr-awp')\n"
+        "print(sorted(m for m in ('torch._dynamo', 'torchvision') if m in sys.modules))\n"
+    )
+    env = {"PYTHONPATH": str(REPO), "OTJR_ROOT": str(digits), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=digits, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,197 @@
+"""Data-parallel training on two CPU processes (gloo) matches itself across ranks and one process on the same batches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from conftest import REPO, write_params
+from pipeline.core.io import load_tensors, save_tensors
+
+CPU = torch.device("cpu")
+EPOCHS = 2
+#: (run, model): xe on a model without batch-norm must equal one process; the others check that the ranks
+#: agree through DDP with a double backward (otjr), AWP's averaged ascent and LBGAT's teacher.
+CASES = [("xe", "plain"), ("otjr", "small_cnn"), ("trades-awp", "small_cnn"), ("otjr-lbgat", "small_cnn")]
+
+
+class PlainNet(nn.Module):
+    """No batch-norm: every sample's loss is independent of the others, so sharding the batch changes nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, stride=2, padding=1),
+                                 nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _train(run_name: str, model_kind: str, ranks):
+    """What `fit` does for one run, on random uint8 data, with the trainer's own pieces."""
+    from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup, parse_run
+    from pipeline.models import create
+    from pipeline.params import load_params
+    from pipeline.train import Adversary, distributed
+    from pipeline.train.batches import Batches
+    from pipeline.train.sgd import SGD
+    from pipeline.train.step import make_step
+
+    params = load_params(REPO / "params.yaml")
+    run = parse_run(run_name)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 4, (96,), generator=g)
+
+    def new_model():
+        return PlainNet() if model_kind == "plain" else create("small_cnn", num_classes=4, in_channels=1, width=4)
+
+    torch.manual_seed(0)
+    model = new_model()
+    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    method = METHODS.get(run.method)(params.for_method(run.method), Setup(Adversary(0.1, 0.03, 2), 4))
+    addon = None
+    for name in run.addons:
+        addon = ADDONS.get(name)(params.for_addon(name), AddOnSetup(model, optimizer, new_model,
+                                                                    lambda t: distributed.mean_over_ranks(t, ranks)))
+    step = make_step(model, optimizer, method, addon, ranks=ranks, device=CPU)
+    distributed.seed_rank(0, ranks)
+    batches = Batches(images, labels, batch_size=16, augment="none", ranks=ranks)
+    for epoch in range(EPOCHS):
+        step.start_epoch(epoch, 0.05)
+        for x, y in batches.epoch(0, epoch):
+            step(x, y)
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def _worker(rank: int, size: int, port: int, out: str) -> None:
+    from pipeline.train import distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ranks = distributed.Ranks(rank=rank, size=size, local=rank)
+    torch.set_num_threads(1)
+    distributed.start(ranks, CPU)
+    try:
+        for run, kind in CASES:
+            save_tensors(os.path.join(out, f"{run}.{rank}.safetensors"), _train(run, kind, ranks))
+        distributed.barrier(ranks)
+    finally:
+        distributed.stop(ranks)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    return out
+
+
+@pytest.mark.parametrize("run, kind", CASES)
+def test_ranks_end_with_identical_weights(two_ranks, run, kind):
+    a, _ = load_tensors(two_ranks / f"{run}.0.safetensors")
+    b, _ = load_tensors(two_ranks / f"{run}.1.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_processes_train_what_one_process_trains_on_the_same_global_batches(two_ranks):
+    from pipeline.train.distributed import SINGLE
+
+    single = _train("xe", "plain", SINGLE)
+    ddp, _ = load_tensors(two_ranks / "xe.0.safetensors")
+    for k, v in single.items():
+        torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_shards_split_each_global_batch():
+    from pipeline.train.batches import Batches
+    from pipeline.train.distributed import Ranks
+
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1)
+    labels = torch.arange(40)
+    whole = [y for _, y in Batches(images, labels, 8, "none").epoch(3, 1)]
+    parts = [[y for _, y in Batches(images, labels, 8, "none", Ranks(r, 2, r)).epoch(3, 1)] for r in range(2)]
+    for i, y in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), y)
+
+
+def test_batch_size_must_split_over_the_processes():
+    from pipeline.core.errors import UserError
+    from pipeline.train.distributed import Ranks, check_batch_size
+
+    with pytest.raises(UserError, match="train.batch_size"):
+        check_batch_size(30, Ranks(0, 4, 0), False, CPU)
+    with pytest.raises(UserError, match="speed.sync_batchnorm"):
+        check_batch_size(32, Ranks(0, 4, 0), True, CPU)
+
+
+# --- the real command under torchrun -------------------------------------------------------------
+
+def _torchrun(root, method: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OTJR_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "pipeline", "stage", "train", "--dataset", "digits", "--method", method]
+    return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _prepare(root, epochs: int):
+    write_params(root, {"train.epochs": epochs, "train.eval_n": 16, "model.args.width": 8})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OTJR_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    for stage in ("download", "preprocess"):
+        subprocess.run([sys.executable, "-m", "pipeline", "stage", stage, "--dataset", "digits"], cwd=root, env=env,
+                       check=True, capture_output=True)
+
+
+@pytest.mark.slow
+def test_torchrun_training_writes_once_and_resumes_bit_identically(tmp_path):
+    """`torchrun --nproc_per_node=2 -m pipeline stage train`: rank 0 writes one checkpoint and one log; a run
+    killed after an epoch resumes (each rank with its own RNG state) and ends bit-identical to an unbroken one."""
+    epochs, method = 5, "otjr"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    for root in (straight, killed):
+        root.mkdir()
+        _prepare(root, epochs)
+
+    proc = _torchrun(straight, method)
+    log = proc.communicate()[0]
+    assert proc.returncode == 0, log
+    tsv = straight / "metrics" / "train" / "digits" / method / "plots" / "metrics" / "train" / "loss.tsv"
+    assert len(tsv.read_text().strip().splitlines()) == epochs + 1  # one writer: header + one row per epoch
+
+    proc = _torchrun(killed, method)
+    state = killed / "models" / "digits" / f"{method}.resume.safetensors"
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training finished before it could be killed; raise epochs"
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    proc.wait()
+    _, meta = load_tensors(state)
+    assert 1 <= meta["epoch"] < epochs
+
+    proc = _torchrun(killed, method)
+    log = proc.communicate()[0]
+    assert proc.returncode == 0, log
+    assert not state.exists()
+    a, info_a = load_tensors(straight / "models" / "digits" / f"{method}.safetensors")
+    b, info_b = load_tensors(killed / "models" / "digits" / f"{method}.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert info_a["settings"]["processes"] == 2
