@@ -119,7 +119,7 @@ class SpeedParams(Strict):
     jacobian: Literal["exact", "finite_difference"] = Field(
         default="exact", description="Jacobian penalty of otjr, opt_jr, rand_jr, sat_jr: double backward or finite difference"
     )
-    fd_step: PositiveReal = Field(default=1e-3, description="finite-difference step (L2 move per sample, in [0, 1] pixel units)")
+    fd_step: PositiveReal = Field(default=0.1, description="finite-difference step (L2 move per sample, in [0, 1] pixel units)")
     sync_batchnorm: bool = Field(default=False, description="batch-norm statistics over all GPUs (multi-GPU CUDA runs)")
 
 
