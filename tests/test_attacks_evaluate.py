@@ -142,3 +142,43 @@ def test_simba_frequency_block_larger_than_image_fails_before_attacking(digits):
     with pytest.raises(UserError, match="attack.simba.freq_dims: 16 exceeds the image size"):
         api.attack("digits", "xe")
     assert not paths.attack_result("digits", "xe").exists()
+
+
+class _Lookup(nn.Module):
+    """Logits looked up by the example id written in the first pixel (id / 100)."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = table
+
+    def forward(self, x):
+        return self.table[(x.flatten(1)[:, 0] * 100).round().long()]
+
+
+def test_fab_targeted_keeps_each_example_with_its_own_targets(monkeypatch):
+    """Glue of fab_targeted: rows, targets and the prefix re-run stay aligned (FAB itself faked)."""
+    from pipeline.attacks import boundary
+
+    n, classes = 12, 10
+    torch.manual_seed(1)
+    table = torch.randn(n, classes)
+    y = table.argmax(1)
+    x = torch.zeros(n, 1, 8, 8)
+    x[:, 0, 0, 0] = torch.arange(n) / 100
+    model = _Lookup(table)
+    ranked = table.argsort(1, descending=True)
+    wanted = ranked[torch.arange(n), 1 + torch.arange(n) % 3]  # the target that works: rank 2, 3 or 4
+    steps_needed = torch.tensor([1, 5, 30] * 4)  # some fall in the 3-step prefix, some need the full run
+
+    def fake_rows(model_, xs, ys, targets, seed, fab_args):
+        ids = (xs.flatten(1)[:, 0] * 100).round().long()
+        hit = (targets == wanted[ids]).any(0) & (steps_needed[ids] <= fab_args["steps"])
+        return xs + 0.01 * hit.view(-1, 1, 1, 1), hit
+
+    monkeypatch.setattr(boundary, "_fab_rows", fake_rows)
+    out = boundary.fab_targeted(model, x, y, n_targets=3, seed=0, steps=30, norm="linf", eps=0.1)
+    fooled = (out - x).flatten(1).abs().amax(1) > 0
+    assert fooled.all()
+    out = boundary.fab_targeted(model, x, y, n_targets=2, seed=0, steps=30, norm="linf", eps=0.1)
+    fooled = (out - x).flatten(1).abs().amax(1) > 0
+    assert torch.equal(fooled, torch.arange(n) % 3 < 2)

@@ -20,12 +20,12 @@ import torchattacks
 
 from pipeline.attacks.apgd import apgd
 from pipeline.attacks.blackbox import simba
-from pipeline.attacks.boundary import deepfool, fab_targeted
+from pipeline.attacks.boundary import deepfool, fab_targeted, fab_untargeted
 from pipeline.attacks.iterative import ascend, cross_entropy, cw_loss
 from pipeline.train.adversary import frozen
 from trained_models import EPS, digits, trained
 
-N = 48
+N = 96
 
 
 @pytest.fixture
@@ -173,19 +173,47 @@ def test_batched_deepfool_matches_torchattacks(model64, points64):
     assert (ours != x).any()
 
 
-def test_batched_fab_t_matches_torchattacks_target_by_target(model64, points64):
+@pytest.mark.parametrize("n_targets", [1, 3, 9])
+def test_batched_fab_t_matches_torchattacks_target_by_target(n_targets, model64, points64):
     model64 = model64.float()  # torchattacks' FAB computes in float32 whatever the input
-    x, y = points64[0][:24].float(), points64[1][:24]
-    fab_args = dict(norm="linf", eps=EPS, steps=30, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, num_classes=10)
-    ours = fab_targeted(model64, x, y, n_targets=9, seed=0, **fab_args)
-    reference = torchattacks.FAB(model64, norm="Linf", eps=EPS, steps=30, n_restarts=1, alpha_max=0.1, eta=1.05,
-                                 beta=0.9, seed=0, multi_targeted=True, n_classes=10)
+    x, y = points64[0].float(), points64[1]
+    eps = 0.15  # where more examples need more than the 3-step prefix
+    fab_args = dict(norm="linf", eps=eps, steps=30, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, num_classes=10)
+    ours = fab_targeted(model64, x, y, n_targets=n_targets, seed=0, **fab_args)
+
+    def reference(steps):  # torchattacks runs the top n_classes - 1 targets one after another
+        return torchattacks.FAB(model64, norm="Linf", eps=eps, steps=steps, n_restarts=1, alpha_max=0.1, eta=1.05,
+                                beta=0.9, seed=0, multi_targeted=True, n_classes=n_targets + 1)(x, y)
+
     with torch.random.fork_rng():
-        theirs = reference(x, y)
+        theirs, short = reference(30), reference(3)
     ours_fooled, their_fooled = predictions(model64, ours) != y, predictions(model64, theirs) != y
     assert torch.equal(ours_fooled, their_fooled)
-    assert 0 < int(ours_fooled.sum()) < len(y)
-    assert (ours - x).abs().amax() <= EPS + 1e-6
+    # The 3-step prefix fools some examples but not all that the full run fools: both paths ran.
+    short_fooled = predictions(model64, short) != y
+    assert 0 < int(short_fooled.sum()) < int(ours_fooled.sum()) < len(y)
+    assert (ours - x).abs().amax() <= eps + 1e-6
+    if n_targets == 1:  # one target: every image is the 3-step or the 30-step run's, as the reference's
+        expected = torch.where(short_fooled.view(-1, 1, 1, 1), short, theirs)
+        torch.testing.assert_close(ours, expected, rtol=0, atol=1e-6)
+
+
+def test_fab_stopping_after_a_prefix_changes_no_result(model64, points64):
+    model = model64.float()  # torchattacks' FAB computes in float32 whatever the input
+    x, y = points64[0][:32].float(), points64[1][:32]
+    ours = fab_untargeted(model, x, y, seed=0, norm="linf", eps=EPS, steps=40, restarts=1, alpha_max=0.1, eta=1.05,
+                          beta=0.9, num_classes=10)
+    reference = torchattacks.FAB(model, norm="Linf", eps=EPS, steps=40, n_restarts=1, alpha_max=0.1, eta=1.05,
+                                 beta=0.9, seed=0, n_classes=10)
+    with torch.random.fork_rng():
+        theirs = reference(x, y)
+        short = torchattacks.FAB(model, norm="Linf", eps=EPS, steps=4, n_restarts=1, alpha_max=0.1, eta=1.05,
+                                 beta=0.9, seed=0, n_classes=10)(x, y)
+    ours_fooled, their_fooled = predictions(model, ours) != y, predictions(model, theirs) != y
+    assert torch.equal(ours_fooled, their_fooled)
+    # Both paths were taken: some examples stop after the 4-step prefix, others need all 40.
+    short_fooled = predictions(model, short) != y
+    assert 0 < int(short_fooled.sum()) < int(ours_fooled.sum()) < len(y)
 
 
 def test_apgd_ce_matches_pyautoattack(model64, points64):

@@ -3,9 +3,10 @@
 FAB is torchattacks' implementation of Croce & Hein (2020). FAB-T attacks the top
 `n_target_classes` other classes of the clean logits, as AutoAttack does; instead of one
 call per target class, the batch is repeated once per target and every row gets its own
-target label (torchattacks' targeted mode with a label function), so the 100 iterations
-run once. With one restart FAB draws no random numbers, so this is the same computation.
-Both return an example only where the boundary point lies inside the eps-ball.
+target label (torchattacks' targeted mode with a label function). With one restart FAB
+draws no random numbers, so this is the same computation; and a short run is the start
+of a long one, which lets examples fooled early stop early (`fab_with_prefix`). Both
+return an example only where the boundary point lies inside the eps-ball.
 
 DeepFool is unbounded: its record gives the median L2 distance it needed and the accuracy
 at the L2 budget (an example counts as fooled when DeepFool fooled it within eps). It runs
@@ -51,6 +52,10 @@ class DeepFoolParams(Strict):
     overshoot: NonNegativeReal
 
 
+#: FAB's iterations are first run as a short prefix of this fraction (see `fab_with_prefix`).
+PREFIX_FRACTION = 0.1
+
+
 def fab(model, norm: str, eps: float, steps: int, restarts: int, alpha_max: float, eta: float, beta: float,
         seed: int, num_classes: int):
     import torchattacks
@@ -60,6 +65,23 @@ def fab(model, norm: str, eps: float, steps: int, restarts: int, alpha_max: floa
                             n_classes=num_classes)
 
 
+def fab_with_prefix(run, n: int, steps: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`run(rows, steps) -> (adv, fooled)` on all n rows with a tenth of the steps, then in full on the rest.
+
+    FAB keeps the smallest adversarial perturbation it has met, and with one restart it
+    draws no random numbers, so a short run is exactly the start of the full one: what it
+    fools within eps, the full run fools too. Stopping those examples early changes no
+    result (with more restarts the later random starts differ, and the attack can only
+    gain); against an undefended model it saves nine tenths of the work.
+    """
+    prefix = max(1, int(steps * PREFIX_FRACTION))
+    adv, fooled = run(torch.arange(n, device=device), prefix)
+    rest = (~fooled).nonzero().flatten()
+    if len(rest) and steps > prefix:
+        adv[rest], fooled[rest] = run(rest, steps)
+    return adv, fooled
+
+
 def top_targets(model, x: torch.Tensor, n_targets: int) -> torch.Tensor:
     """(n_targets, batch): the classes ranked 2nd, 3rd, ... by the clean logits (AutoAttack's choice)."""
     with torch.no_grad():
@@ -67,7 +89,19 @@ def top_targets(model, x: torch.Tensor, n_targets: int) -> torch.Tensor:
     return torch.stack([order[:, -rank] for rank in range(2, n_targets + 2)])
 
 
-def fab_targeted(model, x: torch.Tensor, y: torch.Tensor, *, n_targets: int, seed: int, **fab_args) -> torch.Tensor:
+def fab_untargeted(model, x: torch.Tensor, y: torch.Tensor, *, seed: int, steps: int, **fab_args) -> torch.Tensor:
+    def run(rows, k):
+        attack = fab(model, steps=k, seed=seed, **fab_args)
+        with isolated_rng(x.device):
+            adv = attack(x[rows], y[rows]).to(x.dtype)  # torchattacks' FAB works in float32
+        with torch.no_grad():
+            return adv, model(adv).argmax(1) != y[rows]
+
+    return fab_with_prefix(run, len(x), steps, x.device)[0]
+
+
+def fab_targeted(model, x: torch.Tensor, y: torch.Tensor, *, n_targets: int, seed: int, steps: int,
+                 **fab_args) -> torch.Tensor:
     """FAB-T over the top `n_targets` classes; per example the first target that succeeds.
 
     The most likely other class is attacked first, on its own; the remaining targets then
@@ -82,7 +116,11 @@ def fab_targeted(model, x: torch.Tensor, y: torch.Tensor, *, n_targets: int, see
     for ranks in (range(0, 1), range(1, n_targets)):
         if not len(todo) or not len(ranks):
             continue
-        adv, hit = _fab_rows(model, x[todo], y[todo], targets[list(ranks)][:, todo], seed, fab_args)
+        chosen = targets[list(ranks)][:, todo]
+        xs, ys = x[todo], y[todo]
+        adv, hit = fab_with_prefix(
+            lambda rows, k: _fab_rows(model, xs[rows], ys[rows], chosen[:, rows], seed, {**fab_args, "steps": k}),
+            len(todo), steps, x.device)
         out[todo[hit]] = adv[hit]
         todo = todo[~hit]
     return out
@@ -114,9 +152,9 @@ class FAB(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        attack = fab(model, p.norm, p.eps, p.steps, p.restarts, p.alpha_max, p.eta, p.beta, self.seed, self.num_classes)
-        with isolated_rng(x.device):
-            return attack(x, y)
+        return fab_untargeted(model, x, y, seed=self.seed, norm=p.norm, eps=p.eps, steps=p.steps,
+                              restarts=p.restarts, alpha_max=p.alpha_max, eta=p.eta, beta=p.beta,
+                              num_classes=self.num_classes)
 
 
 @register
