@@ -77,9 +77,11 @@ def implementation_version(implementation: str) -> str:
         package = part.strip().split(".")[0]
         dist = {"pipeline": "otjr-pipeline"}.get(package, package)
         try:
-            versions.append(f"{dist} {metadata.version(dist)}")
+            entry = f"{dist} {metadata.version(dist)}"
         except metadata.PackageNotFoundError:
-            versions.append(f"{dist} unknown")
+            entry = f"{dist} unknown"
+        if entry not in versions:
+            versions.append(entry)
     return ", ".join(versions)
 
 
