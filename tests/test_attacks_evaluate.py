@@ -182,3 +182,43 @@ def test_fab_targeted_keeps_each_example_with_its_own_targets(monkeypatch):
     out = boundary.fab_targeted(model, x, y, n_targets=2, seed=0, steps=30, norm="linf", eps=0.1)
     fooled = (out - x).flatten(1).abs().amax(1) > 0
     assert torch.equal(fooled, torch.arange(n) % 3 < 2)
+
+
+def test_jacobian_attacks_slice_large_batches_without_changing_results(monkeypatch):
+    from pipeline.attacks import boundary
+
+    model = trained("pgd_at")
+    d = digits()
+    x, y = d.x_test[:20], d.y_test[:20]
+    attacks = suite("fab", "deepfool")
+    whole = evaluate(model, x, y, attacks, batch_size=64)
+    monkeypatch.setattr(boundary, "JACOBIAN_BYTES", 4 * 10 * 64 * 3)  # three images per slice
+    sliced = evaluate(model, x, y, suite("fab", "deepfool"), batch_size=64)
+    for name in ("fab", "deepfool"):
+        assert torch.equal(whole.outcomes[name].robust, sliced.outcomes[name].robust)
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS.names()
+                                  if "l2" in ATTACKS.get(n).Params.model_fields["norm"].annotation.__args__
+                                  and "linf" in ATTACKS.get(n).Params.model_fields["norm"].annotation.__args__])
+def test_attacks_offering_both_norms_run_in_l2(name):
+    params = load_params(REPO / "params.yaml")
+    settings = params.attack.settings[name].model_copy(update={"norm": "l2", "eps": 0.75})
+    attack = ATTACKS.get(name)(settings, 10, 0)
+    d = digits()
+    x, y = d.x_test[:24], d.y_test[:24]
+    result = evaluate(trained("xe"), x, y, [attack], batch_size=64)  # raises on any example outside the L2 ball
+    outcome = result.outcomes[name]
+    assert outcome.validity["max_norm"] <= 0.75 + 1e-6
+    assert outcome.robust.float().mean() < result.clean.float().mean() / 2
+
+
+def test_l2_projection_stays_in_the_ball_after_float32_rounding():
+    from pipeline.attacks.iterative import fit_l2, l2_norms, project
+
+    torch.manual_seed(0)
+    x = 0.25 + 0.5 * torch.rand(64, 3, 224, 224)  # ImageNet-sized, away from the [0, 1] box
+    projected = project(x, x + 0.01 * torch.randn_like(x), 0.5, "l2")
+    assert (l2_norms((projected - x).double()) > 0.5 + 5e-7).any(), "rounding overshoots without the fit"
+    fitted = fit_l2(x, projected, 0.5)
+    assert (l2_norms((fitted - x).double()) <= 0.5 + 5e-7).all()

@@ -96,7 +96,7 @@ class AutoAttack(Attack):
             out[idx[hit]] = adv[hit]
             robust[idx[hit]] = False
             self._fooled_by[stage] += int(hit.sum())
-        return out
+        return self.within_budget(x, out)
 
     def results(self) -> dict[str, Any]:
         return {"fooled_by_stage": dict(self._fooled_by)}

@@ -59,6 +59,12 @@ class Attack(ABC):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial versions of `x` (same shape, in [0, 1], within the budget)."""
 
+    def within_budget(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """`x_adv` with L2 rows that float32 rounding pushed past eps (+ slack) pulled back inside."""
+        from .iterative import fit_l2
+
+        return fit_l2(x, x_adv, self.eps) if self.norm == "l2" else x_adv
+
     def results(self) -> dict[str, Any]:
         """Figures beyond accuracy gathered while attacking (e.g. DeepFool's median distance)."""
         return {}

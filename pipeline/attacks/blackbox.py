@@ -59,8 +59,9 @@ class Square(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        return square(model, x, y, norm=p.norm, eps=p.eps, queries=p.queries, restarts=p.restarts, p_init=p.p_init,
-                      loss=p.loss, rescale_schedule=p.rescale_schedule, seed=self.seed)
+        adv = square(model, x, y, norm=p.norm, eps=p.eps, queries=p.queries, restarts=p.restarts, p_init=p.p_init,
+                     loss=p.loss, rescale_schedule=p.rescale_schedule, seed=self.seed)
+        return self.within_budget(x, adv)
 
 
 def dct_matrix(n: int, dtype=torch.float32, device=None) -> torch.Tensor:

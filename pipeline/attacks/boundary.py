@@ -54,6 +54,18 @@ class DeepFoolParams(Strict):
 
 #: FAB's iterations are first run as a short prefix of this fraction (see `fab_with_prefix`).
 PREFIX_FRACTION = 0.1
+#: Memory for one batch's input Jacobian (classes x pixels per example), FAB's and DeepFool's.
+JACOBIAN_BYTES = 2**30
+
+
+def in_jacobian_chunks(attack_batch, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """`attack_batch(x, y)` on slices small enough for their Jacobians to fit `JACOBIAN_BYTES`.
+
+    Examples are attacked independently, so slicing changes no result; it keeps ImageNet-sized
+    inputs with 100 classes from asking for tens of gigabytes at once.
+    """
+    rows = max(1, JACOBIAN_BYTES // (4 * num_classes * x[0].numel()))
+    return torch.cat([attack_batch(x[i : i + rows], y[i : i + rows]) for i in range(0, len(x), rows)])
 
 
 def fab(model, norm: str, eps: float, steps: int, restarts: int, alpha_max: float, eta: float, beta: float,
@@ -152,9 +164,12 @@ class FAB(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        return fab_untargeted(model, x, y, seed=self.seed, norm=p.norm, eps=p.eps, steps=p.steps,
-                              restarts=p.restarts, alpha_max=p.alpha_max, eta=p.eta, beta=p.beta,
-                              num_classes=self.num_classes)
+        adv = in_jacobian_chunks(
+            lambda xs, ys: fab_untargeted(model, xs, ys, seed=self.seed, norm=p.norm, eps=p.eps, steps=p.steps,
+                                          restarts=p.restarts, alpha_max=p.alpha_max, eta=p.eta, beta=p.beta,
+                                          num_classes=self.num_classes),
+            x, y, self.num_classes)
+        return self.within_budget(x, adv)
 
 
 @register
@@ -171,9 +186,10 @@ class FABTargeted(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        return fab_targeted(model, x, y, n_targets=self.n_targets, seed=self.seed, norm=p.norm, eps=p.eps,
-                            steps=p.steps, restarts=p.restarts, alpha_max=p.alpha_max, eta=p.eta, beta=p.beta,
-                            num_classes=self.num_classes)
+        adv = fab_targeted(model, x, y, n_targets=self.n_targets, seed=self.seed, norm=p.norm, eps=p.eps,
+                           steps=p.steps, restarts=p.restarts, alpha_max=p.alpha_max, eta=p.eta, beta=p.beta,
+                           num_classes=self.num_classes)
+        return self.within_budget(x, adv)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "target_classes_used": self.n_targets}
@@ -229,7 +245,8 @@ class DeepFool(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        adv = deepfool(model, x, y, steps=p.steps, overshoot=p.overshoot)
+        adv = in_jacobian_chunks(lambda xs, ys: deepfool(model, xs, ys, steps=p.steps, overshoot=p.overshoot),
+                                 x, y, self.num_classes)
         with torch.no_grad():
             fooled = model(adv).argmax(1) != y
         distance = l2_norms((adv - x).double())

@@ -51,6 +51,7 @@ class Context:
     num_classes: int
     flags: dict[str, torch.Tensor] = field(default_factory=dict)  # the attack stage's per-example robust flags
     undefended_record: dict[str, Any] | None = None  # rule 10: the undefended run's attack record
+    measured: dict[tuple, Any] = field(default_factory=dict, repr=False)  # runs shared by several rules
 
     @cached_property
     def clean(self) -> torch.Tensor:

@@ -31,6 +31,9 @@ def pgd_settings(ctx: "Context") -> tuple[float, float]:
 
 def pgd_robust(ctx: "Context", eps: float, step: float, steps: int, seed: int) -> torch.Tensor:
     """Per-example flags: classified correctly and not fooled by CE-PGD (random start) within `steps`."""
+    key = ("pgd", eps, step, steps, seed)
+    if key in ctx.measured:
+        return ctx.measured[key]
     robust = ctx.clean.clone()
     if eps == 0:
         return robust
@@ -41,6 +44,7 @@ def pgd_robust(ctx: "Context", eps: float, step: float, steps: int, seed: int) -
             b = idx[i : i + bs]
             run = ascend(ctx.model, ctx.x[b], ctx.y[b], cross_entropy, eps=eps, step=step, steps=steps)
             robust[b] = run.fooled_at > steps
+    ctx.measured[key] = robust
     return robust
 
 
