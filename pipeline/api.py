@@ -25,15 +25,15 @@ def _dataset(name: str) -> str:
 def download(dataset: str, params: Params | None = None) -> Path:
     from .data import download as fetch
 
-    _params(params)
-    return fetch(_dataset(dataset))
+    p = _params(params)
+    return fetch(_dataset(dataset), p.data.sources.get(dataset))
 
 
 def preprocess(dataset: str, params: Params | None = None) -> Path:
     from .data import preprocess as prepare
 
     p = _params(params)
-    return prepare(_dataset(dataset), p.data.val_fraction)
+    return prepare(_dataset(dataset), p.data.val_fraction, p.data.resolution.get(dataset))
 
 
 def train(dataset: str, method: str, params: Params | None = None, resume: bool = True) -> Path:
@@ -69,3 +69,22 @@ def aggregate(params: Params | None = None) -> str:
     from .report import aggregate as agg
 
     return agg(_params(params))
+
+
+def analyze(dataset: str, params: Params | None = None) -> Path:
+    from .analysis.run import analyze_dataset
+
+    p = _params(params)
+    return analyze_dataset(_dataset(dataset), p)
+
+
+def report(params: Params | None = None) -> Path:
+    from .report.build import build_report
+
+    return build_report(_params(params))
+
+
+def sensitivity(exp_json: Path | None = None) -> str:
+    from .report.sensitivity import sensitivity_report
+
+    return sensitivity_report(exp_json)

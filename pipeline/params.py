@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from .analysis.params import AnalysisParams
 from .core import paths
 from .core.errors import UserError
 from .core.schema import (
@@ -30,9 +31,29 @@ from .core.schema import (
 
 
 class DataParams(Strict):
-    """How raw data becomes prepared tensors."""
+    """How raw data becomes prepared tensors, where user-supplied data lives, and how batches are fed."""
 
     val_fraction: float = Field(ge=0, lt=0.5, description="share of train split held out for monitoring")
+    resolution: dict[str, PositiveInt] = Field(
+        description="dataset -> image side after resize + centre crop; a dataset not listed keeps its native size"
+    )
+    sources: dict[str, str | None] = Field(
+        default_factory=dict, description="dataset -> local archive/folder (else $OTJR_<NAME>_SOURCE)"
+    )
+    loader: Literal["auto", "device", "stream"] = Field(
+        default="auto", description="training batches: kept on the device, streamed by workers, or auto (fits?)"
+    )
+    workers: NonNegativeInt = Field(default=4, description="data-loader worker processes when streaming")
+
+    @field_validator("resolution", "sources")
+    @classmethod
+    def _known_datasets(cls, value: dict) -> dict:
+        from .data import DATASETS
+
+        for name in value:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS.names())}")
+        return value
 
 
 class ModelParams(Strict):
@@ -99,6 +120,7 @@ class _Core(Strict):
     train: TrainParams
     adversary: AdversaryParams
     sanity: SanityParams
+    analysis: AnalysisParams
 
 
 class _AttackCore(Strict):
@@ -127,7 +149,9 @@ class Params:
     adversary: AdversaryParams
     attack: AttackParams
     sanity: SanityParams
+    analysis: AnalysisParams
     method_params: dict[str, BaseModel] = field(default_factory=dict)
+    addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def for_method(self, name: str) -> BaseModel:
@@ -140,6 +164,15 @@ class Params:
         if not cls.param_keys():
             return cls.Params()
         raise UserError(f"params.yaml: missing key '{cls.param_keys()[0]}' (settings of method '{name}')")
+
+    def for_addon(self, name: str) -> BaseModel:
+        """The validated settings of add-on `name`."""
+        from .methods import ADDONS
+
+        if name in self.addon_params:
+            return self.addon_params[name]
+        raise UserError(f"params.yaml: missing key '{ADDONS.get(name, key='method').param_keys()[0]}' "
+                        f"(settings of add-on '{name}')")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -172,13 +205,14 @@ def load_params(path: Path | None = None) -> Params:
     """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
     from .attacks import ATTACKS
     from .data import DATASETS
-    from .methods import METHODS, method_settings, parse_run
+    from .methods import ADDONS, METHODS, method_settings, parse_run
 
     path = Path(path) if path else paths.params_file()
     raw = read_yaml(path)
 
     core_keys = set(_Core.model_fields) | {"attack"}
     method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
+    method_keys |= {k for name in ADDONS.names() for k in ADDONS.get(name).param_keys()}
     core = {k: v for k, v in raw.items() if k in _Core.model_fields}
     for key in raw:
         if key not in core_keys | method_keys:
@@ -196,6 +230,11 @@ def load_params(path: Path | None = None) -> Params:
         present = any(k in raw for k in cls.param_keys())
         if name in wanted or present:
             method_params[name] = _validate(cls.Params, method_settings(cls, raw), cls.param_prefix(), path)
+    wanted_addons = {a for run in runs for a in run.addons}
+    addon_params = {}
+    for name in ADDONS.names():
+        if name in wanted_addons or name in raw:
+            addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
     attack = _load_attack(raw.get("attack"), path, ATTACKS)
     for ds in c.datasets:
@@ -214,7 +253,9 @@ def load_params(path: Path | None = None) -> Params:
         adversary=c.adversary,
         attack=attack,
         sanity=c.sanity,
+        analysis=c.analysis,
         method_params=method_params,
+        addon_params=addon_params,
         raw=raw,
     )
 

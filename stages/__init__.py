@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from . import aggregate, attack, download, preprocess, sanity, train
+from . import aggregate, attack, download, preprocess, preset, sanity, train
+from . import analyze, report, sensitivity
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -21,8 +22,14 @@ for module, fn in [
     (attack, attack.attack),
     (sanity, sanity.sanity),
     (aggregate, aggregate.aggregate),
+    (analyze, analyze.analyze),
+    (report, report.report),
+    (sensitivity, sensitivity.sensitivity),
 ]:
     stage.command(fn.__name__, help=module.__doc__)(fn)
+
+
+app.command("preset")(preset.preset)
 
 
 @app.command("list")

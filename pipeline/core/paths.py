@@ -30,7 +30,18 @@ def prepared_dir(dataset: str) -> Path:
 
 
 def prepared_split(dataset: str, split: str) -> Path:
+    """A prepared split's first (often only) shard; its metadata says how many follow."""
     return prepared_dir(dataset) / f"{split}.safetensors"
+
+
+def prepared_shard(dataset: str, split: str, index: int) -> Path:
+    """Shard `index` of a prepared split (0 is `prepared_split`)."""
+    return prepared_split(dataset, split) if index == 0 else prepared_dir(dataset) / f"{split}.{index}.safetensors"
+
+
+def download_cache() -> Path:
+    """Archives being downloaded: outside DVC's outputs, so a partial download survives to be resumed."""
+    return root() / "data" / "downloads"
 
 
 # models -----------------------------------------------------------------------------------
@@ -70,3 +81,24 @@ def summary_json() -> Path:
 
 def summary_md() -> Path:
     return root() / "metrics" / "summary.md"
+
+
+# analyses and report ----------------------------------------------------------------------
+def analysis_result(dataset: str) -> Path:
+    """The paper's analyses (gradients, activations, cross-sections) of every run on `dataset`."""
+    return root() / "metrics" / "analysis" / f"{dataset}.json"
+
+
+def report_dir() -> Path:
+    """The report stage's output: report.md and figures/ (DVC-cached)."""
+    return root() / "metrics" / "report"
+
+
+def report_plots_dir() -> Path:
+    """Data files behind `dvc plots show` / `dvc plots diff` (small, kept in git)."""
+    return root() / "metrics" / "plots"
+
+
+def sensitivity_result(suffix: str) -> Path:
+    """Hyper-parameter sensitivity table (paper Table 8) built from `dvc exp show`: .json or .md."""
+    return root() / "metrics" / f"sensitivity.{suffix}"

@@ -28,7 +28,7 @@ def _source() -> Path:
     return Path(sklearn.datasets.__file__).parent / "data" / FILE
 
 
-def download(raw_dir: Path) -> None:
+def download(raw_dir: Path, source: Path | None = None) -> None:
     raw_dir.mkdir(parents=True, exist_ok=True)
     target = raw_dir / FILE
     verify_sha256(_source(), SHA256)

@@ -1,7 +1,8 @@
-"""Training methods (losses): a registry; each method is one module registered by name."""
+"""Training methods (losses) and add-ons: registries; each is one module registered by name."""
 
-from . import otjr, pgd_at, xe  # noqa: F401  (registration)
-from .addons import ADDONS
-from .base import METHODS, Loss, Method, NoParams, Run, Setup, method_settings, parse_run, register
+from . import alp, awp, lbgat, opt_jr, otjr, pgd_at, rand_jr, sat, sat_jr, sw, trades, xe  # noqa: F401  (registration)
+from .addons import ADDONS, AddOn, AddOnSetup
+from .base import METHODS, Guide, Loss, Method, NoParams, Run, Setup, method_settings, parse_run, register
 
-__all__ = ["METHODS", "ADDONS", "Method", "Loss", "NoParams", "Run", "Setup", "register", "method_settings", "parse_run"]
+__all__ = ["METHODS", "ADDONS", "Method", "AddOn", "AddOnSetup", "Guide", "Loss", "NoParams", "Run", "Setup",
+           "register", "method_settings", "parse_run"]

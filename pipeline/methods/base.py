@@ -1,15 +1,17 @@
 """The method interface: a training objective computed from one clean batch.
 
 A method is one small class registered by name. It declares where its settings live in
-params.yaml (its own block, or top-level keys for OTJR, as users type them) and returns
-the loss to minimise plus any terms worth logging.
+params.yaml (its own block, or top-level keys for OTJR, as users type them), how it makes
+its training adversarial examples, and the objective to minimise given them, plus any
+terms worth logging. Splitting the attack from the objective is what lets add-ons (AWP,
+LBGAT) reuse one batch's adversarial examples for their own passes.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -18,6 +20,9 @@ from ..core.errors import UserError
 from ..core.registry import Registry
 from ..core.schema import Strict
 from ..train.adversary import Adversary
+
+#: Replaces a method's supervised term (LBGAT): adversarial logits of the student -> scalar loss.
+Guide = Callable[[torch.Tensor], torch.Tensor]
 
 
 class NoParams(Strict):
@@ -44,6 +49,8 @@ class Method(ABC):
     param_block: ClassVar[str | None] = None
     #: Short description with the paper reference, shown in the README and `otjr --help`.
     summary: ClassVar[str] = ""
+    #: Add-ons this method combines with (their names in the ADDONS registry).
+    addons: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: Strict, setup: Setup):
         self.params = params
@@ -60,9 +67,26 @@ class Method(ABC):
     def param_prefix(cls) -> str:
         return cls.param_block or ""
 
+    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """This batch's training adversarial examples (detached); by default PGD on the CE loss.
+
+        Methods that train on clean inputs only return None.
+        """
+        return self.setup.adversary.perturb(model, x, y)
+
     @abstractmethod
+    def objective(
+        self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor | None, y: torch.Tensor, guide: Guide | None = None
+    ) -> Loss:
+        """The objective for one batch given its adversarial examples; `model` is in train mode.
+
+        `guide` is only passed to methods listing 'lbgat' in `addons`: it replaces the
+        method's supervised (label) term, taking the adversarial logits.
+        """
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Loss:
-        """The objective for one batch; `model` is in train mode on entry."""
+        """Attack, then the objective: one batch's training loss."""
+        return self.objective(model, x, self.adversarial(model, x, y), y)
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -82,7 +106,7 @@ def method_settings(cls: type[Method], raw: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Run:
-    """What one training stage trains: a method, optionally with add-ons ('trades-awp')."""
+    """What one training stage trains: a method, optionally with an add-on ('trades-awp')."""
 
     method: str
     addons: tuple[str, ...] = field(default=())
@@ -93,13 +117,23 @@ class Run:
 
 
 def parse_run(name: str, key: str = "method") -> Run:
-    """'otjr' -> Run('otjr'); 'trades-awp' -> Run('trades', ('awp',)); unknown parts are errors."""
+    """'otjr' -> Run('otjr'); 'trades-awp' -> Run('trades', ('awp',)).
+
+    Unknown parts, more than one add-on, or an add-on the method does not combine with
+    are errors naming `key`.
+    """
     from .addons import ADDONS
 
     if not isinstance(name, str) or not name:
         raise UserError(f"{key}: expected a method name, got {name!r}")
     method, *addons = name.split("-")
-    METHODS.get(method, key=key)
+    cls = METHODS.get(method, key=key)
     for addon in addons:
         ADDONS.get(addon, key=key)
+        if addon not in cls.addons:
+            allowed = ", ".join(sorted(m for m in METHODS.names() if addon in METHODS.get(m).addons)) or "none"
+            raise UserError(f"{key}: add-on '{addon}' does not combine with method '{method}' in {name!r}; "
+                            f"it combines with: {allowed}")
+    if len(addons) > 1:
+        raise UserError(f"{key}: at most one add-on per run, got {name!r}")
     return Run(method, tuple(addons))

@@ -21,16 +21,17 @@ class OTJR(Method):
     Params = OTJRParams
     param_block = None  # lambda_j, lambda_sw, num_projections are top-level keys
     summary = "CE(f(x_adv), y) + lambda_J * optimal Jacobian penalty + lambda_SW * SW(adv, clean) - paper Eq. 13"
+    addons = frozenset({"awp", "lbgat"})
 
-    def loss(self, model, x, y) -> Loss:
+    def objective(self, model, x, x_adv, y, guide=None) -> Loss:
         p = self.params
-        x_adv = self.setup.adversary.perturb(model, x, y)
         x_clean = x.detach().clone().requires_grad_(True)
         clean = model(x_clean)
         adv = model(x_adv)
         theta = random_projections(clean.shape[1], p.num_projections, device=x.device, dtype=clean.dtype)
         sw, directions = sliced_wasserstein(adv, clean, theta)
         jac = jacobian_penalty(x_clean, clean, directions)
-        ce = F.cross_entropy(adv, y)
-        total = ce + p.lambda_j * jac + p.lambda_sw * sw
-        return Loss(total, {"ce_adv": ce.detach(), "sw": sw.detach(), "jacobian": jac.detach()})
+        supervised = F.cross_entropy(adv, y) if guide is None else guide(adv)
+        total = supervised + p.lambda_j * jac + p.lambda_sw * sw
+        first = "ce_adv" if guide is None else "guide"
+        return Loss(total, {first: supervised.detach(), "sw": sw.detach(), "jacobian": jac.detach()})

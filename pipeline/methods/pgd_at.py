@@ -12,7 +12,6 @@ class PGDAT(Method):
     name = "pgd_at"
     summary = "CE(f(x_adv), y) - Madry et al. 2018 (paper Table 1)"
 
-    def loss(self, model, x, y) -> Loss:
-        x_adv = self.setup.adversary.perturb(model, x, y)
+    def objective(self, model, x, x_adv, y, guide=None) -> Loss:
         ce = F.cross_entropy(model(x_adv), y)
         return Loss(ce, {"ce_adv": ce.detach()})

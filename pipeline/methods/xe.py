@@ -12,6 +12,9 @@ class XE(Method):
     name = "xe"
     summary = "CE(f(x), y) - standard training, no defense"
 
-    def loss(self, model, x, y) -> Loss:
+    def adversarial(self, model, x, y):
+        return None
+
+    def objective(self, model, x, x_adv, y, guide=None) -> Loss:
         ce = F.cross_entropy(model(x), y)
         return Loss(ce, {"ce": ce.detach()})

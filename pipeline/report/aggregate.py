@@ -21,6 +21,15 @@ def accuracies(record: dict[str, Any]) -> dict[str, float]:
     return {k: round(v["accuracy"], 2) for k, v in record.items() if isinstance(v, dict) and "accuracy" in v}
 
 
+def ordered_columns(keys: set[str]) -> list[str]:
+    """Table 2's column order for the attacks present; unknown attacks before the worst case."""
+    present = [c for c in COLUMNS if c in keys]
+    extra = sorted(keys - set(COLUMNS))
+    if present and present[-1] == "worst_case":
+        return present[:-1] + extra + present[-1:]
+    return present + extra
+
+
 def collect(params: Params) -> tuple[dict, dict, dict]:
     summary: dict[str, dict[str, dict[str, float]]] = {}
     records: dict[tuple[str, str], dict] = {}
@@ -37,9 +46,7 @@ def collect(params: Params) -> tuple[dict, dict, dict]:
 def markdown(params: Params, summary: dict, records: dict, sanity: dict) -> str:
     lines = ["# Robust accuracy (%)", ""]
     for ds in params.datasets:
-        present = [c for c in COLUMNS if any(c in summary[r][ds] for r in params.methods)]
-        extra = sorted({k for r in params.methods for k in summary[r][ds]} - set(COLUMNS))
-        cols = present[:-1] + extra + present[-1:] if present and present[-1] == "worst_case" else present + extra
+        cols = ordered_columns({k for r in params.methods for k in summary[r][ds]})
         first = records[(ds, params.methods[0])]
         lines += [f"## {ds}", "",
                   f"n = {first['n']} ({first['subset']}), seed {first['seed']}, device {first['device']}", ""]
@@ -62,6 +69,9 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict) -> str:
         lines.append("")
     versions = records[(params.datasets[0], params.methods[0])]["versions"]
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    report = paths.report_dir() / "report.md"
+    if report.is_file():
+        lines += ["", f"Report with figures and the paper's numbers: {report.relative_to(paths.root())}"]
     return "\n".join(lines) + "\n"
 
 

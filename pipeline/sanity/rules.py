@@ -186,7 +186,7 @@ def more_steps_not_weaker(ctx: Context) -> Check:
     entries = attack_entries(ctx.record)
     sweep = ctx.steps_sweep
     problems, warnings = [], []
-    figures: dict[str, Any] = {"sweep": sweep}
+    figures: dict[str, Any] = dict(sweep)  # steps and accuracy at the top, where the report looks for sweeps
     tol = None
     if "pgd20" in entries and "pgd100" in entries:
         a20, a100 = entries["pgd20"]["accuracy"], entries["pgd100"]["accuracy"]

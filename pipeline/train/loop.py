@@ -21,11 +21,11 @@ from ..core.progress import progress
 from ..core.versions import library_versions
 from ..data import DATASETS, load_meta
 from ..data.prepare import has_split, load_split_uint8
-from ..methods import METHODS, Run, Setup
+from ..methods import ADDONS, METHODS, AddOnSetup, Run, Setup
 from ..models import build, model_spec, save_checkpoint
 from ..params import Params
 from .adversary import Adversary
-from .batches import Batches
+from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
 from .step import make_step
 from .schedule import lr_at
@@ -35,6 +35,7 @@ from .state import fingerprint, load_state, save_state
 def training_settings(dataset: str, run: Run, params: Params, meta: dict) -> dict[str, Any]:
     """Everything that determines the trained weights; recorded in the checkpoint and fingerprinted."""
     method_keys = METHODS.get(run.method).param_keys()
+    addon_keys = [k for name in run.addons for k in ADDONS.get(name).param_keys()]
     return {
         "dataset": dataset,
         "run": run.name,
@@ -43,6 +44,7 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict) -> dic
         "train": params.train.model_dump(),
         "adversary": params.adversary.model_dump(),
         "method": {k: params.raw[k] for k in method_keys},
+        "addons": {k: params.raw[k] for k in addon_keys},
         "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"]},
     }
 
@@ -67,21 +69,21 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
     optimizer = torch.optim.SGD(
         model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov
     )
-    if run.addons:
-        raise UserError(f"method: add-ons {', '.join(run.addons)} are not implemented yet")
-    step = make_step(model, optimizer, method)
+    addon = None
+    for name in run.addons:  # parse_run allows at most one
+        addon = ADDONS.get(name)(params.for_addon(name), AddOnSetup(model, optimizer, lambda: build(mspec).to(device)))
+    step = make_step(model, optimizer, method, addon)
 
-    images, labels = load_split_uint8(dataset, "train")
-    batches = Batches(images.to(device), labels.to(device), t.batch_size, spec.augment)
+    batches = training_batches(dataset, device, t.batch_size, spec.augment, params.data.loader, params.data.workers)
     split = "val" if has_split(dataset, "val") else None
     if split is None and t.eval_n:
         raise UserError(f"train.eval_n: {dataset} has no validation split; set data.val_fraction > 0 or eval_n: 0")
     if split:
-        xv, yv = load_split_uint8(dataset, split)
+        xv, yv = load_split_uint8(dataset, split, limit=t.eval_n)
         xv, yv = xv[: t.eval_n].to(device).float().div_(255), yv[: t.eval_n].to(device)
 
     state_path = paths.resume_state(dataset, run.name)
-    modules, optimizers = {"model": model}, {"sgd": optimizer}
+    modules, optimizers = step.modules, step.optimizers
     restored = load_state(state_path, fingerprint=fp, modules=modules, optimizers=optimizers) if resume else None
     start, history = (restored.epoch, restored.history) if restored else (0, [])
 
@@ -94,9 +96,7 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
         task = bar.add_task(f"train {run.name}@{dataset}", total=t.epochs * len(batches), completed=start * len(batches), info="")
         for epoch in range(start, t.epochs):
             lr = lr_at(t, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
+            step.start_epoch(epoch, lr)
             tic = time.perf_counter()
             sums: dict[str, torch.Tensor] = {}
             for x, y in batches.epoch(params.seed, epoch):

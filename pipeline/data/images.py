@@ -1,0 +1,110 @@
+"""Image splits as preprocess reads them, and the one resize rule every dataset shares.
+
+A split is either already in memory (`TensorSplit`: uint8 images from the published
+arrays) or a list of image files (`FileSplit`: each file's sha256 is checked as it is
+read, so the bytes decoded are the bytes the download stage recorded). Both load any
+subset of their images at a given square resolution: the shorter side is resized to it
+(bilinear, antialiased) and the centre is cropped. Images already at that size pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..core.errors import UserError
+
+RESIZE_RULE = "shorter side resized to the resolution (PIL bilinear, antialiased), then centre crop"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def threads() -> int:
+    """Worker threads for file reading and decoding (PIL releases the GIL while decoding)."""
+    return max(1, min(32, os.cpu_count() or 1))
+
+
+def to_square(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to `size` and crop the centre `size` x `size`."""
+    w, h = image.size
+    if (w, h) == (size, size):
+        return image
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def decode_square(data: bytes, size: int, where: str) -> np.ndarray:
+    """An encoded image file as RGB uint8 (size, size, 3)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (size, size))  # JPEG: decode at the smallest scale still >= size (fast)
+            return np.asarray(to_square(image.convert("RGB"), size))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"{where}: not a readable image ({err})") from None
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """Images already decoded: uint8 (N, C, H, W)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def native_size(self) -> int | None:
+        h, w = self.images.shape[-2:]
+        return int(h) if h == w else None
+
+    def load(self, indices: torch.Tensor, size: int | None) -> torch.Tensor:
+        images = self.images[indices]
+        if size is None or tuple(images.shape[-2:]) == (size, size):
+            return images
+        # (H, W) arrays become grey PIL images, (H, W, 3) arrays RGB ones
+        out = [np.asarray(to_square(Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()), size)) for img in images]
+        return torch.from_numpy(np.stack(out)).reshape(len(out), size, size, -1).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """Image files with their labels and the sha256 each must have."""
+
+    files: Sequence[Path]
+    labels: torch.Tensor
+    sha256: Sequence[str]
+
+    def native_size(self) -> int | None:
+        return None  # files vary in size: a resolution must be configured
+
+    def _one(self, i: int, size: int) -> np.ndarray:
+        path = self.files[i]
+        try:
+            data = Path(path).read_bytes()
+        except OSError as err:
+            raise UserError(f"{path}: cannot be read ({err.strerror}); run the download stage again") from None
+        if hashlib.sha256(data).hexdigest() != self.sha256[i]:
+            raise UserError(f"{path}: changed since the download stage recorded it (sha256 differs); run it again")
+        return decode_square(data, size, str(path))
+
+    def load(self, indices: torch.Tensor, size: int | None) -> torch.Tensor:
+        if size is None:
+            raise ValueError("FileSplit.load needs a resolution")
+        with ThreadPoolExecutor(threads()) as pool:
+            arrays = list(pool.map(lambda i: self._one(int(i), size), indices.tolist()))
+        if not arrays:
+            return torch.empty(0, 3, size, size, dtype=torch.uint8)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

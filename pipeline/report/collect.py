@@ -1,0 +1,126 @@
+"""Everything the report shows, read from the pipeline's result files.
+
+Any subset may be missing (a run not yet attacked, no analysis, no training log): the
+report shows what exists and says what does not.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core import paths
+from ..core.io import read_json
+from ..params import Params
+from .aggregate import accuracies
+
+
+def read_optional(path: Path, what: str) -> dict[str, Any] | None:
+    return read_json(path, what=what) if path.is_file() else None
+
+
+def read_dvclive(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{'train/loss': [(epoch, value), ...], ...} from a dvclive directory's plots/metrics/**.tsv (epoch = step + 1)."""
+    root = log_dir / "plots" / "metrics"
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for tsv in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        name = tsv.relative_to(root).with_suffix("").as_posix()
+        with open(tsv, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        value_key = Path(name).name
+        points = [(int(r["step"]) + 1, float(r[value_key])) for r in rows if r.get(value_key) not in (None, "")]
+        if points:
+            curves[name] = points
+    return curves
+
+
+@dataclass
+class RunResults:
+    """One (dataset, run): its attack record, sanity verdicts, analyses and training curves (each may be absent)."""
+
+    dataset: str
+    run: str
+    record: dict[str, Any] | None
+    sanity: dict[str, Any] | None
+    analysis: dict[str, Any] | None
+    curves: dict[str, list[tuple[int, float]]]
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        return accuracies(self.record) if self.record else {}
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return (self.analysis or {}).get("training", {})
+
+    @property
+    def model(self) -> str | None:
+        """Architecture name: from the attack record's training settings, else from the analysis."""
+        settings = (self.record or {}).get("training", {})
+        return settings.get("model", {}).get("name") or self.training.get("model")
+
+    @property
+    def epochs(self) -> int | None:
+        settings = (self.record or {}).get("training", {})
+        return settings.get("train", {}).get("epochs") or self.training.get("epochs")
+
+
+@dataclass
+class Results:
+    datasets: tuple[str, ...]
+    runs: tuple[str, ...]
+    by_key: dict[tuple[str, str], RunResults]
+    analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> analysis JSON
+
+    def of(self, dataset: str) -> list[RunResults]:
+        return [self.by_key[(dataset, r)] for r in self.runs]
+
+    def missing(self) -> list[str]:
+        """'what: run@dataset' for every expected result file that is absent."""
+        out = []
+        for (ds, run), r in self.by_key.items():
+            for what, value in (("attack record", r.record), ("sanity verdicts", r.sanity),
+                                ("analyses", r.analysis), ("training log", r.curves)):
+                if not value:
+                    out.append(f"{what}: {run}@{ds}")
+        return out
+
+
+def collect(params: Params) -> Results:
+    analyses = {}
+    for ds in params.datasets:
+        found = read_optional(paths.analysis_result(ds), "analysis result")
+        if found:
+            analyses[ds] = found
+    by_key = {}
+    for ds in params.datasets:
+        for run in params.methods:
+            by_key[(ds, run)] = RunResults(
+                dataset=ds,
+                run=run,
+                record=read_optional(paths.attack_result(ds, run), "attack result"),
+                sanity=read_optional(paths.sanity_result(ds, run), "sanity result"),
+                analysis=analyses.get(ds, {}).get("runs", {}).get(run),
+                curves=read_dvclive(paths.train_log_dir(ds, run)),
+            )
+    return Results(tuple(params.datasets), tuple(params.methods), by_key, analyses)
+
+
+def sanity_sweeps(sanity: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Accuracy sweeps found in the sanity verdicts: {'eps': {...}, 'steps': {...}} where present.
+
+    A sweep is any rule's figures holding a list under 'eps' or 'steps' and an equally long
+    list under 'accuracy' (rule 5's eps sweep; the paper's Table 10 step sweep when run).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for rule in (sanity or {}).get("rules", []):
+        figures = rule.get("figures") or {}
+        acc = figures.get("accuracy")
+        for axis in ("eps", "steps"):
+            xs = figures.get(axis)
+            if isinstance(xs, list) and isinstance(acc, list) and len(xs) == len(acc) and axis not in found:
+                found[axis] = {"x": xs, "accuracy": acc, "chance": figures.get("chance"), "rule": rule.get("id"),
+                               "n": figures.get("n")}
+    return found

@@ -1,0 +1,114 @@
+"""A small set of fake pipeline results (attack records, sanity verdicts, analyses, training logs)
+for building the report without training anything. Values are made up but shaped like the real files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pipeline.core import paths
+
+VERSIONS = {"python": "3.11", "torch": "2.x"}
+
+
+def write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def attack_record(dataset: str, run: str, model: str, accuracies: dict[str, float], epochs: int = 100,
+                  n: int = 500) -> dict:
+    record = {"dataset": dataset, "run": run, "n": n, "subset": f"first {n} images of the {dataset} test split",
+              "seed": 0, "device": "cpu", "versions": VERSIONS,
+              "training": {"model": {"name": model, "args": {}}, "train": {"epochs": epochs}}}
+    for key, acc in accuracies.items():
+        record[key] = {"accuracy": acc, "n_correct": round(acc * n / 100)}
+    return record
+
+
+def sanity_record(dataset: str, run: str, eps_accuracy: list[float], fail: bool = False,
+                  steps_accuracy: list[float] | None = None) -> dict:
+    rules = [
+        {"id": 1, "name": "adversarial examples are valid", "verdict": "pass", "detail": "ok", "figures": {}},
+        {"id": 3, "name": "iterative attacks are at least as strong as FGSM", "verdict": "fail" if fail else "pass",
+         "detail": "weaker than FGSM: pgd20" if fail else "ok", "figures": {}},
+        {"id": 5, "name": "accuracy falls with eps", "verdict": "pass", "detail": "ok",
+         "figures": {"eps": [0.0, 8 / 255, 16 / 255, 64 / 255, 128 / 255], "accuracy": eps_accuracy,
+                     "clean": eps_accuracy[0], "steps": 20, "n": 200, "chance": 10.0}},
+    ]
+    if steps_accuracy:
+        rules.append({"id": 4, "name": "PGD-100 is not weaker than PGD-20", "verdict": "warn", "detail": "check",
+                      "figures": {"steps": [1, 10, 20, 40, 50], "accuracy": steps_accuracy}})
+    verdict = "fail" if fail else ("warn" if steps_accuracy else "pass")
+    return {"dataset": dataset, "run": run, "verdict": verdict, "n": 200, "rules": rules}
+
+
+def analysis_run(scale: float, cell: float, channels: int = 16, layers: int = 5, resolution: int = 11) -> dict:
+    """One run's analyses: gradients grow with `scale`, the own-class cell has radius `cell` (grid units)."""
+    half = resolution // 2
+    grid = [[3 if math.hypot(i - half, j - half) <= cell else (1 if j > half else 7) for j in range(resolution)]
+            for i in range(resolution)]
+    return {
+        "training": {"model": "wrn34_10", "epochs": 100, "train_seconds": 100 * 60 * scale,
+                     "seconds_per_epoch": 60 * scale, "device": "cuda"},
+        "input_gradient": {"steps": [0, 1, 5, 10, 15, 20],
+                           "mean_abs": [scale * 1e-3 * (1 + k / 10) for k in (0, 1, 5, 10, 15, 20)]},
+        "activations": {"layer": "net.linear", "channels": channels, "order": list(range(channels)),
+                        "clean": [1.0 - c / channels for c in range(channels)],
+                        "adversarial": [scale * (1.0 - c / channels) for c in range(channels)]},
+        "layer_ratios": {"layers": [f"net.conv{i}.weight" for i in range(layers)],
+                         "mean": [scale * (1 + i / 10) for i in range(layers)], "median": [None] * layers, "n": 8},
+        "cross_sections": [{"image": i, "label": 3, "prediction": 3, "adversarial_prediction": 3 if cell > 3 else 1,
+                            "adversarial_offset": 1.5, "own_class_fraction": 0.3, "grid": grid} for i in range(2)],
+    }
+
+
+def analysis_record(dataset: str, runs: dict[str, dict]) -> dict:
+    return {"dataset": dataset, "n": 64, "subset": f"first 64 images of the {dataset} test split", "seed": 0,
+            "device": "cuda", "num_classes": 10,
+            "settings": {"eps": 8 / 255, "step": 2 / 255, "random_start": True, "adv_steps": 20, "ratio_n": 8},
+            "cross_section_coordinates": [(k - 5) * 0.6 for k in range(11)], "versions": VERSIONS, "runs": runs}
+
+
+def training_log(dataset: str, run: str, epochs: int, adversarial: bool) -> None:
+    root = paths.train_log_dir(dataset, run) / "plots" / "metrics"
+    series = {"train/loss": lambda e: 2.0 / e, "val/clean_acc": lambda e: 50 + 3 * e, "val/pgd_acc": lambda e: 10 + e}
+    if adversarial:
+        series["train/ce_adv"] = lambda e: 2.2 / e
+    for name, f in series.items():
+        path = root / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        leaf = name.split("/")[-1]
+        path.write_text(f"step\t{leaf}\n" + "".join(f"{e - 1}\t{f(e)}\n" for e in range(1, epochs + 1)))
+
+
+#: cifar10 + wrn34_10 matches the paper's Table 2 for pgd_at and otjr; xe has no Table 2 row.
+CIFAR10 = {
+    "xe": {"clean": 94.0, "pgd20": 0.0, "fgsm": 10.0, "autoattack": 0.0, "fab_t": 0.0, "worst_case": 0.0},
+    "pgd_at": {"clean": 86.0, "pgd20": 47.0, "fgsm": 56.0, "autoattack": 45.0, "fab_t": 46.0, "worst_case": 44.5},
+    "otjr": {"clean": 84.53, "pgd20": 56.07, "fgsm": 61.0, "autoattack": 52.0, "worst_case": 51.5},
+}
+
+
+def build_fake_world(with_digits: bool = True) -> dict:
+    """Write fake results for cifar10 (xe, pgd_at, otjr evaluated; sw trained but not evaluated) and, optionally,
+    digits with a small_cnn (no paper match, no analysis). Returns what was written, for assertions."""
+    for run, acc in CIFAR10.items():
+        write(paths.attack_result("cifar10", run), attack_record("cifar10", run, "wrn34_10", acc))
+        write(paths.sanity_result("cifar10", run), sanity_record(
+            "cifar10", run, [acc["clean"], acc["pgd20"], acc["pgd20"] / 2, 1.0, 0.0], fail=(run == "xe"),
+            steps_accuracy=[70.0, 57.0, 56.07, 55.9, 55.9] if run == "otjr" else None))
+    write(paths.analysis_result("cifar10"), analysis_record("cifar10", {
+        "xe": analysis_run(10.0, 2), "pgd_at": analysis_run(2.0, 3.5), "otjr": analysis_run(1.0, 4.5),
+        "sw": analysis_run(1.2, 4)}))
+    for run in ("xe", "pgd_at", "otjr", "sw"):
+        training_log("cifar10", run, 5, adversarial=run != "xe")
+    if with_digits:
+        for run, acc in {"xe": {"clean": 98.0, "pgd20": 0.0, "worst_case": 0.0},
+                         "pgd_at": {"clean": 96.0, "pgd20": 58.0, "worst_case": 57.0},
+                         "otjr": {"clean": 84.0, "pgd20": 54.0, "worst_case": 53.0},
+                         "sw": {"clean": 90.0, "pgd20": 50.0, "worst_case": 49.0}}.items():
+            write(paths.attack_result("digits", run), attack_record("digits", run, "small_cnn", acc, epochs=12))
+            write(paths.sanity_result("digits", run), sanity_record("digits", run, [acc["clean"], 50, 20, 1, 0]))
+    return {"cifar10": CIFAR10}

@@ -1,0 +1,105 @@
+"""End to end under DVC: `dvc repro`, then `dvc exp run -S lambda_j=...` re-runs only OTJR's branch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY, write_params
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.invalid",
+           "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.invalid"}
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OTJR_ROOT", "PYTHONPATH")}
+    # stage commands say `python`: make it this interpreter, whatever the caller's PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **GIT_ENV, "OMP_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1"}
+
+
+def _run(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+def _dvc(*args: str, cwd: Path) -> str:
+    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of this checkout's tracked files in a fresh git repo, with tiny params, reproduced once."""
+    root = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file() and not name.startswith(("data/", "models/", "metrics/")):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / name)
+    write_params(root, {**TINY, "train.epochs": 1})
+    _run("git", "init", "-q", cwd=root)
+    _run("git", "add", "-A", cwd=root)
+    _run("git", "commit", "-qm", "copy", cwd=root)
+    out = _dvc("repro", cwd=root)
+    (root / "repro.log").write_text(out)
+    _run("git", "add", "-A", cwd=root)
+    _run("git", "commit", "-qm", "reproduced", cwd=root)
+    return root
+
+
+def _train_stages(root: Path) -> list[str]:
+    from ruamel.yaml import YAML
+
+    stages = YAML(typ="safe", pure=True).load((root / "dvc.yaml").read_text())["stages"]
+    return [name for name in stages if name.startswith("train-")]
+
+
+@pytest.mark.slow
+def test_repro_runs_every_stage_and_prints_the_table(repo):
+    log = (repo / "repro.log").read_text()
+    for stage in ["download@digits", "preprocess@digits", "aggregate"] + [f"{s}@digits" for s in _train_stages(repo)]:
+        assert f"Running stage '{stage}'" in log, stage
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    for method in ("xe", "pgd_at", "otjr"):
+        row = summary[method]["digits"]
+        assert {"clean", "fgsm", "pgd20", "worst_case"} <= set(row)
+        assert 0 <= row["pgd20"] <= row["clean"] <= 100
+    table = (repo / "metrics" / "summary.md").read_text()
+    assert "| otjr |" in table and table.splitlines()[0] in log  # printed at the end of dvc repro
+
+
+@pytest.mark.slow
+def test_second_repro_changes_nothing(repo):
+    out = _dvc("repro", cwd=repo)
+    assert "Running stage 'train-" not in out and "Running stage 'attack" not in out
+
+
+@pytest.mark.slow
+def test_experiment_on_lambda_j_reruns_only_otjr(repo):
+    out = _dvc("exp", "run", "-S", "lambda_j=0.5", cwd=repo)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    skipped = set(re.findall(r"Stage '([^']+)' didn't change", out))
+    assert "train-otjr@digits" in ran
+    for stage in _train_stages(repo):
+        if stage != "train-otjr":
+            assert f"{stage}@digits" in skipped, stage
+    assert {s for s in ran if s.startswith(("attack@", "sanity@"))} == {"attack@digits-otjr", "sanity@digits-otjr"}
+
+    diff = json.loads(_dvc("metrics", "diff", "--json", cwd=repo))
+    # OTJR's training log changed; no other method's did, and the summary moved only in OTJR's row
+    assert "train.loss" in diff["metrics/train/digits/otjr/metrics.json"]
+    assert [p for p in diff if p.startswith("metrics/train/")] == ["metrics/train/digits/otjr/metrics.json"]
+    assert all(key.startswith("otjr.") for key in diff.get("metrics/summary.json", {}))
+
+    shown = json.loads(_dvc("exp", "show", "--json", cwd=repo))
+    assert "0.5" in json.dumps(shown)

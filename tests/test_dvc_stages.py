@@ -1,0 +1,66 @@
+"""dvc.yaml against the registries: each training stage lists exactly the params its run reads,
+so changing one method's settings re-runs only that method's training."""
+
+from __future__ import annotations
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import REPO
+from pipeline.methods import ADDONS, METHODS, parse_run
+from pipeline.params import load_params
+
+BASE = ["seed", "model", "train", "adversary"]  # what the shared trainer reads for every run
+
+
+def stages() -> dict:
+    return YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def expected_params(run_name: str) -> list[str]:
+    run = parse_run(run_name)
+    keys = BASE + list(METHODS.get(run.method).param_keys())
+    for addon in run.addons:
+        keys += list(ADDONS.get(addon).param_keys())
+    return keys
+
+
+def train_runs() -> list[str]:
+    return [name.removeprefix("train-") for name in stages() if name.startswith("train-")]
+
+
+def test_every_registered_method_and_every_listed_run_has_a_train_stage():
+    runs = set(train_runs())
+    assert set(METHODS.names()) <= runs
+    assert set(load_params(REPO / "params.yaml").methods) <= runs
+    assert runs == set(load_params(REPO / "params.yaml").methods)  # no stage trains what is never evaluated
+
+
+@pytest.mark.parametrize("run", sorted(set(METHODS.names()) | set(load_params(REPO / "params.yaml").methods)))
+def test_train_stage_lists_exactly_the_params_its_run_reads(run):
+    stage = stages()[f"train-{run}"]
+    do = stage["do"]
+    assert stage["foreach"] == "${datasets}"
+    assert sorted(do["params"]) == sorted(expected_params(run))
+    assert do["cmd"] == f"python -m pipeline stage train --dataset ${{item}} --method {run}"
+    assert do["outs"] == [f"models/${{item}}/{run}.safetensors"]
+    assert {"pipeline/methods", "pipeline/losses", "pipeline/train", "pipeline/models"} <= set(do["deps"])
+
+
+def test_a_method_setting_is_listed_by_its_own_stage_only():
+    """`-S lambda_j=...` (OTJR's key) re-runs OTJR's trainings; `trades.beta` TRADES' ones; and so on."""
+    owners: dict[str, set[str]] = {}
+    for name, stage in stages().items():
+        for key in set(stage.get("do", stage).get("params", [])) - set(BASE):
+            owners.setdefault(key, set()).add(name)
+    assert owners["lambda_j"] == {"train-otjr", "train-otjr-awp", "train-otjr-lbgat"}
+    assert owners["trades"] == {"train-trades", "train-trades-awp", "train-trades-lbgat"}
+    assert owners["awp"] == {"train-trades-awp", "train-otjr-awp"}
+    assert owners["sat"] == {"train-sat"} and owners["sat_jr"] == {"train-sat_jr"}
+
+
+def test_readme_documents_every_method_and_addon():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Methods"):]
+    for name in METHODS.names() + ADDONS.names():
+        assert f"| `{name}` |" in section, f"README's Methods section lacks {name}"
