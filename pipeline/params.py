@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -24,6 +24,7 @@ from .core.schema import (
     PositiveBudget,
     PositiveInt,
     PositiveReal,
+    Real,
     Strict,
     first_error,
 )
@@ -96,10 +97,17 @@ class AdversaryParams(Strict):
     steps: PositiveInt
 
 
+Percent = Annotated[Real, Field(ge=0, le=100)]
+
+
 class SanityParams(Strict):
     n: PositiveInt = Field(description="test images used by the sweeps")
-    eps_sweep: list[NonNegativeBudget] = Field(min_length=2)
-    sweep_steps: PositiveInt
+    eps_sweep: list[NonNegativeBudget] = Field(min_length=2, description="rule 5: PGD budgets, the largest near 1")
+    sweep_steps: PositiveInt = Field(description="rule 5: PGD steps at each eps (step 2.5*eps/steps)")
+    steps_sweep: list[PositiveInt] = Field(min_length=2, description="rule 4: PGD step counts at attack.pgd20's eps")
+    noise_samples: PositiveInt = Field(description="rule 9: uniform draws in the eps-ball per image")
+    undefended: str = Field(description="rule 10: the run whose PGD-20 accuracy must fall to the bound")
+    undefended_max_accuracy: Percent = Field(description="rule 10: bound in percent")
 
 
 class SpeedParams(Strict):

@@ -59,6 +59,16 @@ def digits(project) -> Path:
     return project
 
 
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Wait until `path` exists, then check that `proc` is still running (to be killed mid-run)."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the process ended before {path.name} appeared; train for more epochs"
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     """`python -m pipeline ...` in a subprocess, with this checkout's code first on the path."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "OTJR_ROOT": str(cwd), **(env or {})}

@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import REPO, write_params
+from conftest import REPO, wait_for_file, write_params
 from pipeline.core.io import load_tensors, save_tensors
 
 CPU = torch.device("cpu")
@@ -177,10 +176,7 @@ def test_torchrun_training_writes_once_and_resumes_bit_identically(tmp_path):
 
     proc = _torchrun(killed, method)
     state = killed / "models" / "digits" / f"{method}.resume.safetensors"
-    deadline = time.time() + 300
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "training finished before it could be killed; raise epochs"
+    wait_for_file(state, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
     proc.wait()
     _, meta = load_tensors(state)

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from conftest import REPO, write_params
+from conftest import REPO, wait_for_file, write_params
 from pipeline.core import paths
 from pipeline.core.io import load_tensors
 
@@ -53,10 +52,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, method):
 
     proc = _train(killed, method)
     state = killed / "models" / "digits" / f"{method}.resume.safetensors"
-    deadline = time.time() + 300
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "training finished before it could be killed; raise EPOCHS"
+    wait_for_file(state, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     _, meta = load_tensors(state)

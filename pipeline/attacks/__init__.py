@@ -1,6 +1,6 @@
 """Attacks: a registry keyed by result-schema names, and the evaluator that runs a suite."""
 
-from . import gradient  # noqa: F401  (registration)
+from . import autoattack, blackbox, boundary, gradient  # noqa: F401  (registration)
 from .base import ATTACKS, Attack, register
 from .evaluate import Evaluation, InvalidAdversarial, evaluate, summarise
 

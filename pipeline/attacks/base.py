@@ -1,8 +1,9 @@
 """The attack interface: one small base class, one override point (`perturb`).
 
 Each attack is registered under its result-schema key (fgsm, pgd20, ...) with a params
-model for its block in params.yaml. The evaluator calls `perturb` with the model in eval
-mode and its parameters frozen, on clean-correct examples only.
+model for its block in params.yaml; every hyper-parameter, the threat model (`norm`)
+included, is written there. The evaluator calls `perturb` with the model in eval mode and
+its parameters frozen, on clean-correct examples only.
 """
 
 from __future__ import annotations
@@ -13,29 +14,60 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from ..core.errors import UserError
 from ..core.registry import Registry
 from ..core.schema import Strict
+
+Norm = Literal["linf", "l2"]
 
 
 class Attack(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[Strict]]
-    #: Threat model the validity check enforces: 'linf' or 'l2' ball of radius params.eps.
-    norm: ClassVar[Literal["linf", "l2"]]
-    #: What actually runs, e.g. 'torchattacks.PGD' or 'pipeline.attacks.cw_inf'.
+    #: What actually runs, e.g. 'torchattacks.FAB' or 'pipeline.attacks.iterative'.
     implementation: ClassVar[str]
+    #: Smallest class count the attack works with (APGD-T's DLR loss needs 4).
+    min_classes: ClassVar[int] = 2
+    #: What the attack sees: gradients ('white-box'), scores only ('black-box'), or both ('ensemble').
+    access: ClassVar[Literal["white-box", "black-box", "ensemble"]] = "white-box"
+    #: Iterates on the loss gradient (sanity rule 3 holds these to be at least as strong as FGSM).
+    iterative: ClassVar[bool] = False
+    #: Weaker siblings on the same threat model: accuracy under this attack should not exceed
+    #: theirs beyond sampling tolerance (the suite test checks this for every registered attack).
+    at_least_as_strong_as: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, params: Strict, num_classes: int):
+    def __init__(self, params: Strict, num_classes: int, seed: int = 0):
+        if num_classes < self.min_classes:
+            raise UserError(f"attack.suite: {self.name} needs at least {self.min_classes} classes, the dataset has {num_classes}")
         self.params = params
         self.num_classes = num_classes
+        self.seed = seed
 
     @property
     def eps(self) -> float:
         return float(self.params.eps)
 
+    @property
+    def norm(self) -> Norm:
+        """Threat model the validity check enforces: the eps-ball of this norm."""
+        return self.params.norm
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """Raise `UserError` if the attack cannot run on images of this shape (before any work)."""
+
     @abstractmethod
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial versions of `x` (same shape, in [0, 1], within the budget)."""
+
+    def within_budget(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """`x_adv` with L2 rows that float32 rounding pushed past eps (+ slack) pulled back inside."""
+        from .iterative import fit_l2
+
+        return fit_l2(x, x_adv, self.eps) if self.norm == "l2" else x_adv
+
+    def results(self) -> dict[str, Any]:
+        """Figures beyond accuracy gathered while attacking (e.g. DeepFool's median distance)."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         """Hyper-parameters and implementation, written next to the accuracy."""
@@ -46,12 +78,17 @@ class Attack(ABC):
 def implementation_version(implementation: str) -> str:
     from importlib import metadata
 
-    package = implementation.split(".")[0]
-    dist = {"pipeline": "otjr-pipeline"}.get(package, package)
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    versions = []
+    for part in implementation.split("+"):
+        package = part.strip().split(".")[0]
+        dist = {"pipeline": "otjr-pipeline"}.get(package, package)
+        try:
+            entry = f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            entry = f"{dist} unknown"
+        if entry not in versions:
+            versions.append(entry)
+    return ", ".join(versions)
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")

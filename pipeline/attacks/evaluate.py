@@ -1,8 +1,11 @@
 """Robust accuracy of one model under a suite of attacks.
 
-Clean logits are computed once; each attack sees only the clean-correct examples; every
-adversarial batch is checked (range, budget, NaN) as it is produced; per-example robust
-flags are kept so the worst case over attacks is exact.
+Clean logits are computed once; each attack sees only the clean-correct examples, with the
+model in eval mode and its parameters frozen; every adversarial batch is checked (range,
+budget, NaN) as it is produced; per-example robust flags are kept so the worst case over
+attacks is exact. Each attack runs in its own forked, freshly seeded RNG, so its result
+depends neither on the attacks before it nor on the caller's random stream, and the
+image-passes it spends through the model are counted.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 
 from ..train.adversary import frozen
 from .base import Attack
+from .counting import CountingModel, Passes, isolated_rng
 
 NORM_SLACK = 1e-6
 
@@ -29,12 +33,14 @@ class AttackOutcome:
     robust: torch.Tensor  # bool per example (False where the clean prediction is already wrong)
     validity: dict[str, float]
     seconds: float
+    passes: Passes = field(default_factory=Passes)
 
 
 @dataclass
 class Evaluation:
     clean: torch.Tensor  # bool per example
     outcomes: dict[str, AttackOutcome] = field(default_factory=dict)
+    clean_passes: Passes = field(default_factory=Passes)
 
     def worst_case(self) -> torch.Tensor:
         flags = self.clean.clone()
@@ -80,28 +86,38 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def run_attack(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
-               batch_size: int) -> AttackOutcome:
+               batch_size: int, seed: int = 0) -> AttackOutcome:
+    """Attack the clean-correct examples batch by batch; `model` should be a `CountingModel`."""
     robust = torch.zeros_like(clean)
     idx = torch.nonzero(clean).flatten()
     validity: dict[str, float] = {}
+    before = _passes(model)
     tic = time.perf_counter()
-    for i in range(0, len(idx), batch_size):
-        b = idx[i : i + batch_size]
-        x_adv = attack.perturb(model, x[b], y[b]).detach()
-        validity = _merge(validity, check_valid(attack, x[b], x_adv))
-        robust[b] = predict(model, x_adv, batch_size) == y[b]
+    with isolated_rng(x.device, seed):
+        for i in range(0, len(idx), batch_size):
+            b = idx[i : i + batch_size]
+            x_adv = attack.perturb(model, x[b], y[b]).detach()
+            validity = _merge(validity, check_valid(attack, x[b], x_adv))
+            robust[b] = predict(model, x_adv, batch_size) == y[b]
     if not validity:
         validity = {"nan": 0, "min": 0.0, "max": 0.0, "max_norm": 0.0, "budget": attack.eps}
-    return AttackOutcome(robust, validity, time.perf_counter() - tic)
+    return AttackOutcome(robust, validity, time.perf_counter() - tic, _passes(model) - before)
+
+
+def _passes(model: nn.Module) -> Passes:
+    p = getattr(model, "passes", None)
+    return Passes(p.forward, p.backward) if p is not None else Passes()
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
-             on_attack=None) -> Evaluation:
+             seed: int = 0, on_attack=None) -> Evaluation:
     """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode)."""
-    with frozen(model):
-        result = Evaluation(clean=predict(model, x, batch_size) == y)
+    counted = model if isinstance(model, CountingModel) else CountingModel(model)
+    with frozen(counted):
+        result = Evaluation(clean=predict(counted, x, batch_size) == y)
+        result.clean_passes = _passes(counted)
         for attack in attacks:
-            result.outcomes[attack.name] = run_attack(model, attack, x, y, result.clean, batch_size)
+            result.outcomes[attack.name] = run_attack(counted, attack, x, y, result.clean, batch_size, seed)
             if on_attack:
                 on_attack(attack.name)
     return result
@@ -113,12 +129,15 @@ def percent(flags: torch.Tensor) -> float:
 
 def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:
     """The result-schema entries: clean, one per attack, worst_case."""
+    n = len(evaluation.clean)
     out: dict[str, Any] = {"clean": {"accuracy": percent(evaluation.clean), "n_correct": int(evaluation.clean.sum())}}
     for attack in attacks:
         o = evaluation.outcomes[attack.name]
         out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), **attack.describe(),
-                            "validity": o.validity, "seconds": round(o.seconds, 3)}
+                            **attack.results(), "validity": o.validity, "passes": o.passes.as_dict(n),
+                            "seconds": round(o.seconds, 3)}
     worst = evaluation.worst_case()
+    total = sum((o.passes for o in evaluation.outcomes.values()), evaluation.clean_passes)
     out["worst_case"] = {"accuracy": percent(worst), "n_correct": int(worst.sum()),
-                         "attacks": [a.name for a in attacks]}
+                         "attacks": [a.name for a in attacks], "passes": total.as_dict(n)}
     return out

@@ -23,7 +23,14 @@ from .evaluate import evaluate, summarise
 
 def build_suite(params: Params, num_classes: int, names: list[str] | None = None) -> list[Attack]:
     names = list(names or params.attack.suite)
-    return [ATTACKS.get(n, key="attack.suite")(params.attack.settings[n], num_classes) for n in names]
+    return [ATTACKS.get(n, key="attack.suite")(params.attack.settings[n], num_classes, params.seed) for n in names]
+
+
+def evaluation_precision(device: torch.device) -> None:
+    """fp32 everywhere; TF32 matmuls and convolutions on GPUs that have them."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def load_for_dataset(dataset: str, run: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
@@ -52,10 +59,12 @@ def attack_run(dataset: str, run: str, params: Params, show_progress: bool | Non
     device = resolve_device(params.device)
     model.to(device)
     x, y, subset = test_subset(dataset, params.attack.n, device)
-    torch.manual_seed(params.seed)
+    for attack in attacks:
+        attack.check_input(tuple(x.shape[1:]))
+    evaluation_precision(device)
     with progress(show_progress) as bar:
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
-        evaluation = evaluate(model, x, y, attacks, params.attack.batch_size,
+        evaluation = evaluate(model.float(), x.float(), y, attacks, params.attack.batch_size, params.seed,
                               on_attack=lambda name: bar.advance(task))
     record = {
         "dataset": dataset,
@@ -65,6 +74,9 @@ def attack_run(dataset: str, run: str, params: Params, show_progress: bool | Non
         "subset": subset,
         "seed": params.seed,
         "device": str(device),
+        "evaluation": {"precision": "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else ""),
+                       "batch_size": params.attack.batch_size,
+                       "note": "data cut to the first n test images; every attack at its configured budget"},
         "versions": library_versions(),
         "training": info.get("settings", {}),
         **summarise(evaluation, attacks),

@@ -1,5 +1,5 @@
 """Sanity checks against gradient masking: rules, sweeps, and the stage that runs them."""
 
-from .rules import RULES, Check, Context, tolerance_pp
+from .rules import RULES, Check, Context, run_rules, tolerance_pp
 
-__all__ = ["RULES", "Check", "Context", "tolerance_pp"]
+__all__ = ["RULES", "Check", "Context", "run_rules", "tolerance_pp"]

@@ -1,7 +1,10 @@
 """Sanity rules that rule out gradient masking (Carlini et al. 2019; design.md section 4).
 
-Each rule reads a `Context` (the model, its attack record, the test subset) and returns a
-`Check` with its figures, tolerance and a pass / warn / fail verdict.
+Each rule reads a `Context` (the model, its attack record and per-example flags, the
+sanity subset) and returns a `Check` with its figures, tolerance and a pass / warn / fail
+verdict. Accuracies are compared with tol = max(0.5 pp, two binomial standard errors);
+where the attack stage's per-example flags allow it, the examples behind a comparison are
+counted too.
 """
 
 from __future__ import annotations
@@ -46,12 +49,29 @@ class Context:
     record: dict[str, Any]  # the attack stage's JSON for this model
     params: Params
     num_classes: int
+    flags: dict[str, torch.Tensor] = field(default_factory=dict)  # the attack stage's per-example robust flags
+    undefended_record: dict[str, Any] | None = None  # rule 10: the undefended run's attack record
+    measured: dict[tuple, Any] = field(default_factory=dict, repr=False)  # runs shared by several rules
+
+    @cached_property
+    def clean(self) -> torch.Tensor:
+        from ..attacks.evaluate import predict
+        from ..train.adversary import frozen
+
+        with frozen(self.model):
+            return predict(self.model, self.x, self.params.attack.batch_size) == self.y
 
     @cached_property
     def eps_sweep(self) -> dict[str, Any]:
         from .sweeps import eps_sweep
 
         return eps_sweep(self)
+
+    @cached_property
+    def steps_sweep(self) -> dict[str, Any]:
+        from .sweeps import steps_sweep
+
+        return steps_sweep(self)
 
 
 RULES: list[tuple[int, str, Callable[[Context], Check]]] = []
@@ -66,9 +86,50 @@ def rule(number: int, name: str):
     return add
 
 
+def run_rules(ctx: Context) -> list[Check]:
+    """Every registered rule, in order, with its id and name filled in."""
+    checks = []
+    for number, name, fn in RULES:
+        check = fn(ctx)
+        check.id, check.name = number, name
+        checks.append(check)
+    return checks
+
+
 def attack_entries(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The per-attack entries of a result record (those carrying validity figures)."""
     return {k: v for k, v in record.items() if isinstance(v, dict) and "validity" in v}
+
+
+def attack_class(name: str):
+    from ..attacks import ATTACKS
+
+    return ATTACKS.get(name) if name in ATTACKS else None
+
+
+def same_threat(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Both entries attack the same ball (norm and eps), so their accuracies are comparable."""
+    return a.get("norm") == b.get("norm") and math.isclose(a["params"]["eps"], b["params"]["eps"])
+
+
+def of_kind(entries: dict[str, dict], ref: dict, *, access: str | None = None, iterative: bool | None = None) -> dict:
+    """Entries comparable with `ref` whose registered attack has the given access / iterative flag."""
+    out = {}
+    for name, entry in entries.items():
+        cls = attack_class(name)
+        if cls is None or entry is ref or not same_threat(entry, ref):
+            continue
+        if (access is None or cls.access == access) and (iterative is None or cls.iterative == iterative):
+            out[name] = entry
+    return out
+
+
+def only_fooled_by(ctx: Context, attacker: str, others: list[str]) -> int | None:
+    """Examples `attacker` fooled while every attack in `others` did not (None without flags)."""
+    if attacker not in ctx.flags or any(o not in ctx.flags for o in others) or not others:
+        return None
+    robust_to_others = torch.stack([ctx.flags[o] for o in others]).all(0)
+    return int((~ctx.flags[attacker] & ctx.flags["clean"] & robust_to_others).sum()) if "clean" in ctx.flags else None
 
 
 @rule(1, "adversarial examples are valid (in [0,1], within eps, no NaN)")
@@ -81,7 +142,26 @@ def valid_examples(ctx: Context) -> Check:
     figures = {name: e["validity"] for name, e in attack_entries(ctx.record).items()}
     if bad:
         return Check(1, "", "fail", f"invalid examples from {', '.join(bad)}", figures)
+    if not figures:
+        return Check(1, "", "warn", "the record holds no attack")
     return Check(1, "", "pass", f"{len(figures)} attacks checked on every batch", figures)
+
+
+@rule(2, "the model is deterministic in eval mode")
+def deterministic(ctx: Context) -> Check:
+    from .sweeps import repeated_logits
+
+    first, second = repeated_logits(ctx)
+    diff = float((first - second).abs().max()) if first.numel() else 0.0
+    scale = float(first.abs().max()) if first.numel() else 1.0
+    flipped = int((first.argmax(1) != second.argmax(1)).sum())
+    figures = {"max_logit_difference": diff, "max_logit": scale, "flipped_predictions": flipped, "n": len(ctx.y)}
+    if flipped or diff > 1e-3 * max(scale, 1.0):
+        return Check(2, "", "fail", f"two eval-mode passes differ ({flipped} predictions flip): randomised model",
+                     figures)
+    if diff > 1e-5 * max(scale, 1.0):
+        return Check(2, "", "warn", "logits differ slightly between passes (non-deterministic kernels?)", figures)
+    return Check(2, "", "pass", "two eval-mode passes agree", figures)
 
 
 @rule(3, "iterative attacks are at least as strong as FGSM")
@@ -91,18 +171,40 @@ def iterative_beats_single_step(ctx: Context) -> Check:
         return Check(3, "", "skip", "FGSM was not run")
     fgsm = entries["fgsm"]["accuracy"]
     tol = tolerance_pp(fgsm, ctx.record["n"])
-    iterative = {k: v["accuracy"] for k, v in entries.items() if k in ITERATIVE}
+    iterative = {k: v["accuracy"] for k, v in of_kind(entries, entries["fgsm"], iterative=True).items()}
     if not iterative:
-        return Check(3, "", "skip", "no iterative attack was run")
+        return Check(3, "", "skip", "no iterative attack on FGSM's threat model was run")
     weaker = {k: a for k, a in iterative.items() if a > fgsm + tol}
-    figures = {"fgsm": fgsm, **iterative}
+    figures = {"fgsm": fgsm, **iterative, "only_fgsm_fools": {k: only_fooled_by(ctx, "fgsm", [k]) for k in iterative}}
     if weaker:
         return Check(3, "", "fail", f"weaker than FGSM: {', '.join(weaker)}", figures, tol)
     return Check(3, "", "pass", "every iterative attack <= FGSM + tol", figures, tol)
 
 
-#: Attacks that iterate on the white-box gradient (compared with FGSM by rule 3).
-ITERATIVE = {"pgd20", "pgd100", "mim", "cw_inf", "autoattack"}
+@rule(4, "more PGD steps never help the model (PGD-100 vs PGD-20; steps sweep)")
+def more_steps_not_weaker(ctx: Context) -> Check:
+    entries = attack_entries(ctx.record)
+    sweep = ctx.steps_sweep
+    problems, warnings = [], []
+    figures: dict[str, Any] = dict(sweep)  # steps and accuracy at the top, where the report looks for sweeps
+    tol = None
+    if "pgd20" in entries and "pgd100" in entries:
+        a20, a100 = entries["pgd20"]["accuracy"], entries["pgd100"]["accuracy"]
+        tol = tolerance_pp(a20, ctx.record["n"])
+        figures.update(pgd20=a20, pgd100=a100, only_pgd20_fools=only_fooled_by(ctx, "pgd20", ["pgd100"]))
+        if a100 > a20 + tol:
+            problems.append(f"PGD-100 ({a100:.2f}) weaker than PGD-20 ({a20:.2f})")
+        elif a20 - a100 > 2 * tol:
+            warnings.append(f"PGD-100 ({a100:.2f}) much stronger than PGD-20 ({a20:.2f}): PGD-20 has not converged")
+    steps, accs, n = sweep["steps"], sweep["accuracy"], sweep["n"]
+    for (s0, a0), (s1, a1) in zip(zip(steps, accs), zip(steps[1:], accs[1:])):
+        if a1 > a0 + tolerance_pp(a0, n):
+            problems.append(f"accuracy rises from {a0:.2f} at {s0} steps to {a1:.2f} at {s1} steps")
+    if problems:
+        return Check(4, "", "fail", "; ".join(problems), figures, tol)
+    if warnings:
+        return Check(4, "", "warn", "; ".join(warnings), figures, tol)
+    return Check(4, "", "pass", "accuracy does not rise with more steps", figures, tol)
 
 
 @rule(5, "accuracy falls with eps: equals clean at 0, near chance at large eps")
@@ -123,3 +225,126 @@ def eps_monotone(ctx: Context) -> Check:
     if problems:
         return Check(5, "", "fail", "; ".join(problems), figures, tol_last)
     return Check(5, "", "pass", "non-increasing in eps and near chance at the largest eps", figures, tol_last)
+
+
+@rule(6, "white-box attacks are at least as strong as black-box ones")
+def white_box_beats_black_box(ctx: Context) -> Check:
+    entries = attack_entries(ctx.record)
+    black = {k: v for k, v in entries.items() if (c := attack_class(k)) is not None and c.access == "black-box"}
+    if not black:
+        return Check(6, "", "skip", "no black-box attack was run")
+    problems, figures, tol_max = [], {}, 0.0
+    for name, entry in black.items():
+        white = of_kind(entries, entry, access="white-box")
+        if not white:
+            continue
+        best_name = min(white, key=lambda k: white[k]["accuracy"])
+        best = white[best_name]["accuracy"]
+        tol = tolerance_pp(best, ctx.record["n"])
+        tol_max = max(tol_max, tol)
+        figures[name] = {"accuracy": entry["accuracy"], "best_white_box": best_name, "best_white_box_accuracy": best,
+                         "only_this_fools": only_fooled_by(ctx, name, list(white))}
+        if entry["accuracy"] < best - tol:
+            problems.append(f"{name} ({entry['accuracy']:.2f}) beats every white-box attack (best {best_name} {best:.2f})")
+    if not figures:
+        return Check(6, "", "skip", "no white-box attack on the black-box attacks' threat model")
+    if problems:
+        return Check(6, "", "fail", "; ".join(problems) + ": gradients are masked", figures, tol_max)
+    return Check(6, "", "pass", "the best white-box attack is at least as strong as every black-box one", figures,
+                 tol_max)
+
+
+@rule(7, "AutoAttack is at least as strong as every single white-box attack")
+def autoattack_strongest(ctx: Context) -> Check:
+    entries = attack_entries(ctx.record)
+    if "autoattack" not in entries:
+        return Check(7, "", "skip", "AutoAttack was not run")
+    aa = entries["autoattack"]["accuracy"]
+    tol = tolerance_pp(aa, ctx.record["n"])
+    white = of_kind(entries, entries["autoattack"], access="white-box")
+    stronger = {k: v["accuracy"] for k, v in white.items() if aa > v["accuracy"] + tol}
+    figures = {"autoattack": aa, **{k: v["accuracy"] for k, v in white.items()},
+               "fooled_by_one_not_autoattack": {k: only_fooled_by(ctx, k, ["autoattack"]) for k in white}}
+    if stronger:
+        return Check(7, "", "fail", f"AutoAttack weaker than {', '.join(stronger)}", figures, tol)
+    return Check(7, "", "pass", f"AutoAttack <= each of {len(white)} white-box attacks + tol", figures, tol)
+
+
+@rule(8, "input gradients are not zero; the margin loss is not much stronger than CE")
+def gradients_alive(ctx: Context) -> Check:
+    from .sweeps import input_gradients
+
+    norms = input_gradients(ctx)
+    zero_margin, zero_ce = int((norms["margin"] == 0).sum()), int((norms["ce"] == 0).sum())
+    figures: dict[str, Any] = {"points": len(norms["margin"]), "zero_margin_gradients": zero_margin,
+                               "zero_ce_gradients": zero_ce,
+                               "median_margin_gradient_l1": float(norms["margin"].median()) if len(norms["margin"]) else None}
+    entries = attack_entries(ctx.record)
+    tol = None
+    warnings = []
+    if zero_ce:
+        warnings.append(f"{zero_ce} points have a zero CE gradient (saturated softmax)")
+    if "pgd20" in entries and "cw_inf" in entries:
+        ce, cw = entries["pgd20"]["accuracy"], entries["cw_inf"]["accuracy"]
+        tol = tolerance_pp(ce, ctx.record["n"])
+        figures.update(pgd20=ce, cw_inf=cw)
+        if cw < ce - tol:
+            warnings.append(f"CW-inf ({cw:.2f}) much stronger than CE-PGD ({ce:.2f}): CE saturates")
+    if not len(norms["margin"]):
+        return Check(8, "", "warn", "no correctly classified point to take gradients at", figures, tol)
+    if zero_margin:
+        return Check(8, "", "fail", f"{zero_margin} of {len(norms['margin'])} points have a zero input gradient",
+                     figures, tol)
+    if warnings:
+        return Check(8, "", "warn", "; ".join(warnings), figures, tol)
+    return Check(8, "", "pass", "every input gradient is non-zero; CE and margin attacks agree", figures, tol)
+
+
+@rule(9, "uniform noise in the eps-ball is weaker than PGD")
+def noise_weaker(ctx: Context) -> Check:
+    from .sweeps import noise_robust, pgd_robust, pgd_settings
+
+    eps, step = pgd_settings(ctx)
+    noise = noise_robust(ctx)
+    pgd = pgd_robust(ctx, eps, step, 20, ctx.params.seed + 20)
+    a_noise, a_pgd = 100.0 * float(noise.float().mean()), 100.0 * float(pgd.float().mean())
+    tol = tolerance_pp(a_pgd, len(ctx.y))
+    figures = {"noise": a_noise, "pgd20": a_pgd, "samples": ctx.params.sanity.noise_samples, "eps": eps,
+               "noise_fools_pgd_does_not": int((~noise & pgd).sum()), "n": len(ctx.y)}
+    if a_noise < a_pgd - tol:
+        return Check(9, "", "fail", f"random noise ({a_noise:.2f}) is stronger than PGD ({a_pgd:.2f})", figures, tol)
+    return Check(9, "", "pass", "PGD is at least as strong as random noise", figures, tol)
+
+
+@rule(10, "an undefended model falls to near zero under PGD-20")
+def undefended_falls(ctx: Context) -> Check:
+    s = ctx.params.sanity
+    rec = ctx.undefended_record
+    if rec is None or "pgd20" not in attack_entries(rec):
+        return Check(10, "", "warn", f"no PGD-20 result of the undefended run '{s.undefended}' to check")
+    acc = rec["pgd20"]["accuracy"]
+    figures = {"run": s.undefended, "pgd20": acc, "bound": s.undefended_max_accuracy, "n": rec["n"]}
+    if acc > s.undefended_max_accuracy:
+        return Check(10, "", "fail", f"undefended '{s.undefended}' keeps {acc:.2f}% under PGD-20 "
+                     f"(> {s.undefended_max_accuracy}): the attack is too weak", figures)
+    return Check(10, "", "pass", f"undefended '{s.undefended}' falls to {acc:.2f}% under PGD-20", figures)
+
+
+#: What every record must state (design.md: n, subset, seeds, hyper-parameters, versions).
+RECORD_KEYS = ("n", "subset", "seed", "versions")
+ENTRY_KEYS = ("params", "norm", "implementation", "implementation_version", "passes")
+
+
+@rule(11, "the record states n, subset, seed, every hyper-parameter and library versions")
+def record_complete(ctx: Context) -> Check:
+    missing = [k for k in RECORD_KEYS if k not in ctx.record]
+    versions = ctx.record.get("versions", {})
+    missing += [f"versions.{lib}" for lib in ("torch", "torchattacks") if versions.get(lib, "not installed") == "not installed"]
+    for name, entry in attack_entries(ctx.record).items():
+        missing += [f"{name}.{k}" for k in ENTRY_KEYS if k not in entry]
+        if "unknown" in str(entry.get("implementation_version", "")):
+            missing.append(f"{name}.implementation_version")
+    figures = {k: ctx.record.get(k) for k in ("n", "subset", "seed")}
+    if missing:
+        return Check(11, "", "fail", f"missing: {', '.join(missing)}", figures)
+    return Check(11, "", "pass", "n, subset, seed, hyper-parameters, implementations and versions recorded", figures)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from ..attacks.run import load_for_dataset, test_subset
 from ..core import paths
 from ..core.device import resolve_device
-from ..core.io import read_json, write_json
+from ..core.io import load_tensors, read_json, write_json
 from ..core.versions import library_versions
 from ..params import Params
-from .rules import RULES, Check, Context
+from .rules import Check, Context, run_rules
+from .sweeps import pgd_settings
 
 
 def overall(checks: list[Check]) -> str:
@@ -20,20 +20,25 @@ def overall(checks: list[Check]) -> str:
     return "fail" if "fail" in verdicts else "warn" if "warn" in verdicts else "pass"
 
 
+def undefended_record(dataset: str, params: Params) -> dict[str, Any] | None:
+    """Rule 10's evidence: the attack record of the undefended run, if it has been attacked."""
+    path = paths.attack_result(dataset, params.sanity.undefended)
+    return read_json(path, what="attack result") if path.is_file() else None
+
+
 def sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
     """Write the verdicts of every rule; returns (path, overall verdict)."""
     record = read_json(paths.attack_result(dataset, run), what="attack result (run the attack stage first)")
+    flags, _ = load_tensors(paths.attack_flags(dataset, run), what="attack flags (run the attack stage first)")
     model, _, meta = load_for_dataset(dataset, run)
     device = resolve_device(params.device)
-    model.to(device)
+    model.to(device).float()
     x, y, subset = test_subset(dataset, params.sanity.n, device)
-    torch.manual_seed(params.seed)
-    ctx = Context(model=model, x=x, y=y, record=record, params=params, num_classes=meta["num_classes"])
-    checks = []
-    for number, name, fn in RULES:
-        check = fn(ctx)
-        check.id, check.name = number, name
-        checks.append(check)
+    ctx = Context(model=model, x=x, y=y, record=record, params=params, num_classes=meta["num_classes"],
+                  flags={k: v.to(device) for k, v in flags.items()},
+                  undefended_record=undefended_record(dataset, params))
+    pgd_settings(ctx)  # a missing attack.pgd20 block is an error before any work
+    checks = run_rules(ctx)
     verdict = overall(checks)
     out = paths.sanity_result(dataset, run)
     write_json(out, {
@@ -43,6 +48,8 @@ def sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
         "n": len(y),
         "subset": subset,
         "seed": params.seed,
+        "device": str(device),
+        "params": params.sanity.model_dump(),
         "versions": library_versions(),
         "rules": [c.as_dict() for c in checks],
     })
