@@ -150,10 +150,10 @@ def test_lbgat_teacher_is_part_of_the_resume_state(digits, monkeypatch):
 
     real_lr_at = loop.lr_at
 
-    def crash_in_second_epoch(train, epoch):
+    def crash_in_second_epoch(train, epoch, epochs=None):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real_lr_at(train, epoch)
+        return real_lr_at(train, epoch, epochs)
 
     monkeypatch.setattr(loop, "lr_at", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):

@@ -191,3 +191,24 @@ def test_a_guide_replaces_the_supervised_term_only(name, params):
     assert guided.total.item() == pytest.approx(plain.total.item() - supervised + 1.25, rel=1e-10)
     assert torch.allclose(seen[0], model(x_adv))
     assert "guide" in guided.terms
+
+
+def test_sat_epochs_override_lengthens_only_sat(digits):
+    """SAT's own `epochs` (the paper's SAT_400) sets its run length and scales the LR milestones."""
+    from conftest import write_params
+    from pipeline.methods import parse_run
+    from pipeline.models import checkpoint_info
+    from pipeline.params import load_params
+    from pipeline.train.loop import fit
+    from pipeline.train.schedule import lr_at
+
+    write_params(digits, {"train.epochs": 1, "train.eval_n": 0, "model.args.width": 4, "sat.epochs": 3})
+    p = load_params()
+    assert p.for_method("sat").epochs == 3
+    sat = checkpoint_info(fit("digits", parse_run("sat"), p, show_progress=False))
+    pgd = checkpoint_info(fit("digits", parse_run("pgd_at"), p, show_progress=False))
+    assert sat["final"]["epoch"] == 3 and pgd["final"]["epoch"] == 1
+    assert sat["settings"]["method"]["sat"]["epochs"] == 3
+    # milestones at 75% / 90% of the run's own length: 300 and 360 of 400
+    assert [lr_at(p.train, e, 400) for e in (299, 300, 359, 360)] == pytest.approx(
+        [p.train.lr, p.train.lr * 0.1, p.train.lr * 0.1, p.train.lr * 0.01])

@@ -53,6 +53,8 @@ def test_preset_holds_the_papers_settings(tmp_path, name):
         assert p.data.resolution == {dataset: 32} and dataset in p.data.sources
         assert p.model.args.get("imagenet_stem") is False
     assert p.attack.settings["pgd20"].eps == pytest.approx(8 / 255)
+    sat_epochs = 400 if dataset in ("cifar100", "imagenet100") and model != "wrn28_10" else None
+    assert p.for_method("sat").epochs == sat_epochs  # the paper's SAT_400 (Tables 2, 4)
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))

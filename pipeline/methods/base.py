@@ -72,6 +72,10 @@ class Method(ABC):
     def param_prefix(cls) -> str:
         return cls.param_block or ""
 
+    def epochs(self, default: int) -> int:
+        """Training length: the method's own `epochs` setting where it has one (SAT: 400), else `default`."""
+        return getattr(self.params, "epochs", None) or default
+
     @property
     def double_backward(self) -> bool:
         """Whether the objective differentiates through input gradients (torch.compile cannot)."""

@@ -18,6 +18,9 @@ class SATParams(Strict):
     lambda_ot: NonNegativeReal
     entropic_eps: PositiveReal
     iterations: PositiveInt
+    #: SAT needs longer training on many-class data (paper: 400 epochs on CIFAR-100 and ImageNet100);
+    #: absent or null means train.epochs. The LR milestones scale with it.
+    epochs: PositiveInt | None = None
 
 
 def sat_terms(params: SATParams, clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> Loss:

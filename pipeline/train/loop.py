@@ -94,6 +94,7 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
     method_cls = METHODS.get(run.method, key="method")
     jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
     method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
+    epochs = method.epochs(t.epochs)
     optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
     addon = None
     for name in run.addons:  # parse_run allows at most one
@@ -131,9 +132,9 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
 
     train_seconds = sum(r["seconds"] for r in history)
     with progress(show_progress) as bar:
-        task = bar.add_task(f"train {run.name}@{dataset}", total=t.epochs * len(batches), completed=start * len(batches), info="")
-        for epoch in range(start, t.epochs):
-            lr = lr_at(t, epoch)
+        task = bar.add_task(f"train {run.name}@{dataset}", total=epochs * len(batches), completed=start * len(batches), info="")
+        for epoch in range(start, epochs):
+            lr = lr_at(t, epoch, epochs)
             step.start_epoch(epoch, lr)
             tic = time.perf_counter()
             sums: dict[str, torch.Tensor] = {}

@@ -10,11 +10,11 @@ def milestone_epochs(epochs: int, fractions: list[float]) -> list[int]:
     return [int(round(f * epochs)) for f in fractions]
 
 
-def lr_at(train: TrainParams, epoch: int) -> float:
-    """Learning rate for 0-based `epoch`."""
+def lr_at(train: TrainParams, epoch: int, epochs: int | None = None) -> float:
+    """Learning rate for 0-based `epoch` of a run lasting `epochs` (default train.epochs)."""
     s = train.lr_schedule
     if s.kind == "piecewise":
-        passed = sum(epoch >= m for m in milestone_epochs(train.epochs, s.milestones))
+        passed = sum(epoch >= m for m in milestone_epochs(epochs or train.epochs, s.milestones))
     else:
         passed = epoch // s.every
     return train.lr * s.gamma**passed
