@@ -9,10 +9,12 @@
   `seg_pred/seg_pred/*.jpg`, as a folder or a zip.
 - ImageNet: `train/<wnid>/<wnid>_<i>.JPEG`, `val/<wnid>/ILSVRC2012_val_*.JPEG`, or
   Kaggle's `ILSVRC/Data/CLS-LOC/{train,val}` with a flat val and `LOC_val_solution.csv`.
+- MNIST / Fashion-MNIST: the four IDX files (`train-images-idx3-ubyte` ...), gzipped or not.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import pickle
@@ -269,3 +271,33 @@ def write_imagenet(root: Path, wnids: list[str], per_class_train: int = 2, per_c
     if kaggle:
         (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
     return root
+
+
+# ---------------------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def idx_bytes(array: np.ndarray, type_byte: int = 0x08) -> bytes:
+    """LeCun's layout: 0x00 0x00, type, ndim, big-endian uint32 dims, then the raw bytes."""
+    header = b"\x00\x00" + bytes([type_byte, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+def write_idx_set(folder: Path, train: int = 30, test: int = 10, gz: bool = True, seed: int = 0) -> dict:
+    """The four IDX files of an MNIST-style set under folder; returns {split: (images N x 28 x 28, labels)}
+    and, under 'content', the decompressed bytes of each file by name (without .gz)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth, content = {}, {}
+    for split, n in (("train", train), ("test", test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        rng.shuffle(labels)
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        truth[split] = (images, labels)
+        for base, array in zip(IDX_FILES[split], (images, labels)):
+            content[base] = idx_bytes(array)
+            path = folder / (f"{base}.gz" if gz else base)
+            path.write_bytes(gzip.compress(content[base], mtime=0) if gz else content[base])
+    truth["content"] = content
+    return truth

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import write_params
-from formats import FakeTorchvisionCifar, tar_gz, write_cifar, write_imagenet, write_intel, zip_folder
+from formats import FakeTorchvisionCifar, tar_gz, write_cifar, write_idx_set, write_imagenet, write_intel, zip_folder
 from pipeline import api
 from pipeline.core.io import read_json
-from pipeline.data import cifar, imagenet100, load_meta
+from pipeline.data import cifar, imagenet100, load_meta, mnist
 
 
 def _cifar(name, per_class):
@@ -22,6 +22,21 @@ def _cifar(name, per_class):
     return make
 
 
+def _idx(name):
+    """Generated IDX files as a local source folder, their digests standing in for the published ones."""
+    def make(tmp_path, monkeypatch):
+        import hashlib
+
+        truth = write_idx_set(tmp_path / "idx", train=40, test=10)
+        variant = mnist.FASHION if name == "fashion_mnist" else mnist.MNIST
+        kind = next(iter(variant.content.values()))[0]
+        for base, data in truth["content"].items():
+            monkeypatch.setitem(variant.content, base, (kind, hashlib.new(kind, data).hexdigest()))
+        return str(tmp_path / "idx")
+
+    return make
+
+
 CASES = {
     "cifar10": (_cifar("cifar10", 4), "wrn34_10", {"depth": 10, "widen": 1}, None, 0.25),
     "cifar100": (_cifar("cifar100", 2), "wrn28_10", {"depth": 10, "widen": 1}, None, 0.0),
@@ -29,6 +44,7 @@ CASES = {
               "resnet50", {"width": 4, "depth": 14}, 16, 0.25),
     "imagenet100": (lambda tmp, mp: str(write_imagenet(tmp / "ilsvrc", imagenet100.classes(), 2, 1)),
                     "preact_resnet18", {"width": 4, "depth": 10}, 8, 0.0),
+    "fashion_mnist": (_idx("fashion_mnist"), "small_cnn", {"width": 4}, None, 0.25),
 }
 
 
