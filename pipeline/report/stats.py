@@ -1,0 +1,265 @@
+"""The statistics behind every accuracy and every comparison the pipeline reports (standard library only).
+
+- One accuracy, k correct of n test images: the Clopper-Pearson (exact) and Wilson 95% intervals.
+- Two runs on the same images: the per-example flags form a 2x2 table; b = images only the
+  first run gets right, c = images only the second gets right. The exact McNemar test is the
+  two-sided binomial test of b successes in b + c trials at p = 1/2 (computed exactly, with
+  integers). The difference's interval is Newcombe's hybrid score interval for paired
+  proportions (his method 10), built from the two Wilson intervals and the table's phi.
+- Several seeds on the same images: the discordant pairs are pooled over seeds for the test
+  and the interval; the seed-level differences are also reported as mean +- std with a
+  Student-t interval.
+- Several comparisons in one table: Holm's step-down adjustment of the p-values.
+- A claim's verdict: supported / contradicted (significant after adjustment, in / against the
+  claimed direction) or inconclusive (not significant).
+
+Proportions are fractions in [0, 1] here; callers scale to percent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from statistics import NormalDist, fmean, stdev
+from typing import Sequence
+
+LEVEL = 0.95
+ALPHA = 1 - LEVEL
+_EPS = 1e-15
+_MAX_ITER = 100_000
+
+
+# ------------------------------------------------------------------ special functions
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1, a - 1
+    c, d = 1.0, 1 - qab * x / qap
+    d = 1 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, _MAX_ITER):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1 + num * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1) < _EPS:
+            return h
+    raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), a, b > 0."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1 - math.exp(log_front) * _beta_continued_fraction(b, a, 1 - x) / b
+
+
+def _bisect(f, lo: float, hi: float, target: float) -> float:
+    """x in [lo, hi] with f(x) = target for an increasing f (to float precision)."""
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if f(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def beta_ppf(q: float, a: float, b: float) -> float:
+    """The q-quantile of the Beta(a, b) distribution."""
+    return _bisect(lambda x: betainc(a, b, x), 0.0, 1.0, q)
+
+
+def t_cdf(t: float, df: float) -> float:
+    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
+    return 1 - tail if t >= 0 else tail
+
+
+def t_ppf(q: float, df: float) -> float:
+    """The q-quantile of Student's t with df degrees of freedom."""
+    if q == 0.5:
+        return 0.0
+    if q < 0.5:
+        return -t_ppf(1 - q, df)
+    hi = 1.0
+    while t_cdf(hi, df) < q:
+        hi *= 2
+    return _bisect(lambda t: t_cdf(t, df), 0.0, hi, q)
+
+
+def normal_ppf(q: float) -> float:
+    return NormalDist().inv_cdf(q)
+
+
+# ------------------------------------------------------------------ one proportion
+def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for k successes in n trials."""
+    _check_count(k, n)
+    alpha = 1 - level
+    lo = 0.0 if k == 0 else beta_ppf(alpha / 2, k, n - k + 1)
+    hi = 1.0 if k == n else beta_ppf(1 - alpha / 2, k + 1, n - k)
+    return lo, hi
+
+
+def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (no continuity correction)."""
+    _check_count(k, n)
+    z = normal_ppf(1 - (1 - level) / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _check_count(k: int, n: int) -> None:
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+
+
+# ------------------------------------------------------------------ two runs on the same images
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: binomial test of b in b + c at p = 1/2 (exact rational arithmetic)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = Fraction(sum(math.comb(n, i) for i in range(min(b, c) + 1)), 2**n)
+    return float(min(Fraction(1), 2 * tail))
+
+
+@dataclass(frozen=True)
+class Table:
+    """Paired outcomes of runs A and B on the same n images: both right, A only, B only, both wrong."""
+
+    both: int
+    a_only: int
+    b_only: int
+    neither: int
+
+    @property
+    def n(self) -> int:
+        return self.both + self.a_only + self.b_only + self.neither
+
+    @property
+    def difference(self) -> float:
+        """Accuracy of A minus accuracy of B (a fraction)."""
+        return (self.a_only - self.b_only) / self.n
+
+    def __add__(self, other: "Table") -> "Table":
+        return Table(self.both + other.both, self.a_only + other.a_only, self.b_only + other.b_only,
+                     self.neither + other.neither)
+
+
+def paired_table(a: Sequence[bool], b: Sequence[bool]) -> Table:
+    """The 2x2 table of two runs' per-example flags (same images, same order)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired flags need the same images: {len(a)} vs {len(b)}")
+    pairs = [(bool(x), bool(y)) for x, y in zip(a, b)]
+    return Table(pairs.count((True, True)), pairs.count((True, False)), pairs.count((False, True)),
+                 pairs.count((False, False)))
+
+
+def newcombe_paired(t: Table, level: float = LEVEL) -> tuple[float, float]:
+    """Newcombe's (1998) hybrid score interval (method 10) for the paired difference p_A - p_B."""
+    n = t.n
+    p1, p2 = (t.both + t.a_only) / n, (t.both + t.b_only) / n
+    l1, u1 = wilson(t.both + t.a_only, n, level)
+    l2, u2 = wilson(t.both + t.b_only, n, level)
+    margins = (t.both + t.a_only) * (t.b_only + t.neither) * (t.both + t.b_only) * (t.a_only + t.neither)
+    phi = (t.both * t.neither - t.a_only * t.b_only) / math.sqrt(margins) if margins else 0.0
+    delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    eps = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    d = p1 - p2
+    return max(-1.0, d - delta), min(1.0, d + eps)
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean of `values` (at least two)."""
+    m, s = fmean(values), stdev(values)
+    half = t_ppf(1 - (1 - level) / 2, len(values) - 1) * s / math.sqrt(len(values))
+    return m - half, m + half
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Run A against run B on the same images, over one or more seeds (fractions, A - B)."""
+
+    pooled: Table
+    difference: float
+    interval: tuple[float, float]
+    p_value: float
+    seeds: int
+    seed_differences: tuple[float, ...]
+    seed_mean: float
+    seed_std: float | None
+    seed_interval: tuple[float, float] | None
+
+    def as_dict(self, scale: float = 100.0) -> dict:
+        """JSON-ready, differences in percentage points (scale 100)."""
+        pair = lambda iv: None if iv is None else [iv[0] * scale, iv[1] * scale]  # noqa: E731
+        return {"n": self.pooled.n, "seeds": self.seeds, "both": self.pooled.both, "a_only": self.pooled.a_only,
+                "b_only": self.pooled.b_only, "neither": self.pooled.neither,
+                "difference": self.difference * scale, "interval": pair(self.interval), "p_value": self.p_value,
+                "seed_differences": [d * scale for d in self.seed_differences],
+                "seed_mean": self.seed_mean * scale,
+                "seed_std": None if self.seed_std is None else self.seed_std * scale,
+                "seed_interval": pair(self.seed_interval)}
+
+
+def compare(a_per_seed: Sequence[Sequence[bool]], b_per_seed: Sequence[Sequence[bool]],
+            level: float = LEVEL) -> Comparison:
+    """Paired comparison of runs A and B, one flag vector per seed for each (same images within a seed)."""
+    if len(a_per_seed) != len(b_per_seed) or not a_per_seed:
+        raise ValueError("compare needs one flag vector per seed for both runs")
+    tables = [paired_table(a, b) for a, b in zip(a_per_seed, b_per_seed)]
+    pooled = tables[0]
+    for t in tables[1:]:
+        pooled = pooled + t
+    diffs = tuple(t.difference for t in tables)
+    several = len(tables) > 1
+    return Comparison(
+        pooled=pooled,
+        difference=pooled.difference,
+        interval=newcombe_paired(pooled, level),
+        p_value=mcnemar_exact(pooled.a_only, pooled.b_only),
+        seeds=len(tables),
+        seed_differences=diffs,
+        seed_mean=fmean(diffs),
+        seed_std=stdev(diffs) if several else None,
+        seed_interval=t_interval(diffs, level) if several else None,
+    )
+
+
+# ------------------------------------------------------------------ several comparisons
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+
+
+def verdict(difference: float, p_adjusted: float, alpha: float = ALPHA) -> str:
+    """A claim that `difference` > 0: supported / contradicted when significant at `alpha`, else inconclusive."""
+    if p_adjusted < alpha and difference > 0:
+        return SUPPORTED
+    if p_adjusted < alpha and difference < 0:
+        return CONTRADICTED
+    return INCONCLUSIVE
