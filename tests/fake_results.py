@@ -112,3 +112,51 @@ def build_fake_world(with_digits: bool = True) -> dict:
             write(paths.attack_result("digits", run), attack_record("digits", run, "small_cnn", acc, epochs=12))
             write(paths.sanity_result("digits", run), sanity_record("digits", run, [acc["clean"], 50, 20, 1, 0]))
     return {"cifar10": CIFAR10}
+
+
+# ---------------------------------------------------------------------------- claims (paired flags)
+#: Per run and measure, the accuracy (fraction) of nested per-image flags: image i is robust when u_i < accuracy,
+#: with one shared difficulty u_i, so two runs differ only on the images between their accuracies.
+CLAIMS_N = 400
+CLAIMS_ACC = {
+    "otjr": {"clean": 0.80, "fgsm": 0.60, "pgd20": 0.55, "autoattack": 0.50},
+    "trades": {"clean": 0.82, "fgsm": 0.55, "pgd20": 0.45, "autoattack": 0.40},  # otjr clearly above: supported
+    "pgd_at": {"clean": 0.85, "fgsm": 0.70, "pgd20": 0.62, "autoattack": 0.60},  # otjr clearly below: contradicted
+    "alp": {"clean": 0.84, "fgsm": 0.58, "pgd20": 0.54, "autoattack": 0.49},  # 4 images apart: inconclusive
+    "opt_jr": {"clean": 0.90, "fgsm": 0.40, "pgd20": 0.30, "autoattack": 0.15},
+    "rand_jr": {"clean": 0.95, "fgsm": 0.45, "pgd20": 0.20, "autoattack": 0.10},
+}
+#: sat is trained (curves) but not evaluated; sw is trained and evaluated.
+CLAIMS_CURVES = {"sw": [10, 30, 40, 44, 45], "otjr": [10, 20, 30, 35, 50], "sat": [5, 10, 20, 35, 40]}
+
+
+def claims_flags(accuracies: dict[str, float], n: int = CLAIMS_N, seed: int = 0) -> dict:
+    import numpy as np
+    import torch
+
+    u = np.random.default_rng(seed).permutation(n) / n  # shared difficulty: exact counts k = round(acc * n)
+    flags = {k: torch.from_numpy(u < acc) for k, acc in accuracies.items()}
+    flags["worst_case"] = torch.stack([flags[k] for k in accuracies]).all(0)
+    return flags
+
+
+def build_claims_world(dataset: str = "fashion_mnist") -> dict:
+    """Attack records + flags for CLAIMS_ACC's runs, training curves for CLAIMS_CURVES, input gradients in which
+    otjr is smallest at every step; sat has curves but no attack results. Returns the flags written."""
+    from pipeline.core.io import save_tensors
+
+    written = {}
+    for run, acc in CLAIMS_ACC.items():
+        flags = claims_flags(acc)
+        written[run] = flags
+        pct = {k: 100.0 * int(v.sum()) / CLAIMS_N for k, v in flags.items()}
+        write(paths.attack_result(dataset, run), attack_record(dataset, run, "small_cnn", pct, epochs=5, n=CLAIMS_N))
+        save_tensors(paths.attack_flags(dataset, run), flags, {"n": CLAIMS_N})
+        write(paths.sanity_result(dataset, run), sanity_record(dataset, run, [pct["clean"], 40, 20, 1, 0]))
+    for run, curve in CLAIMS_CURVES.items():
+        root = paths.train_log_dir(dataset, run) / "plots" / "metrics" / "val"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "pgd_acc.tsv").write_text("step\tpgd_acc\n" + "".join(f"{e}\t{v}\n" for e, v in enumerate(curve)))
+    scales = {"pgd_at": 5.0, "alp": 4.0, "trades": 2.0, "sat": 1.5, "otjr": 1.0, "opt_jr": 0.5}
+    write(paths.analysis_result(dataset), analysis_record(dataset, {r: analysis_run(s, 3) for r, s in scales.items()}))
+    return written

@@ -107,7 +107,7 @@ def test_compare_pools_seeds_and_reports_seed_level_spread():
     assert cmp.seed_interval == pytest.approx(ref, rel=1e-9)
     one = stats.compare(seeds_a[:1], seeds_b[:1])
     assert one.seeds == 1 and one.seed_std is None and one.seed_interval is None
-    assert one.interval[0] < one.difference < one.interval[1]
+    assert one.interval[0] <= one.difference <= one.interval[1] and one.newcombe[0] < one.difference < one.newcombe[1]
 
 
 @pytest.mark.parametrize("p", [[0.01, 0.04, 0.03, 0.2], [0.001, 0.5, 0.049, 0.012, 0.9, 0.0125], [0.3], [0.02, 0.02]])
@@ -128,3 +128,23 @@ def test_bad_counts_are_refused():
         with pytest.raises(ValueError):
             stats.clopper_pearson(k, n)
     assert math.isclose(stats.normal_ppf(0.975), 1.959963984540054)
+
+
+@pytest.mark.parametrize("level", [0.95, 0.99])
+def test_conditional_interval_agrees_with_the_exact_test_and_scipy(level):
+    """It excludes 0 exactly when McNemar's p < 1 - level; its bounds are scipy's Clopper-Pearson, rescaled."""
+    n = 300
+    for b in range(0, 40, 3):
+        for c in range(0, 40, 4):
+            t = stats.Table(n - b - c - 10, b, c, 10)
+            lo, hi = stats.conditional_exact(t, level)
+            p = stats.mcnemar_exact(b, c)
+            if abs(p - (1 - level)) > 1e-6:
+                assert (lo > 0 or hi < 0) == (p < 1 - level), (b, c)
+            if b + c:
+                ci = sps.binomtest(b, b + c).proportion_ci(confidence_level=level, method="exact")
+                m = (b + c) / n
+                assert (lo, hi) == pytest.approx((m * (2 * ci.low - 1), m * (2 * ci.high - 1)), abs=1e-10)
+                assert lo <= t.difference <= hi
+            else:
+                assert (lo, hi) == (0.0, 0.0)

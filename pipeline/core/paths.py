@@ -79,6 +79,11 @@ def summary_json() -> Path:
     return root() / "metrics" / "summary.json"
 
 
+def summary_stats_json() -> Path:
+    """Intervals of every accuracy and the claims' paired tests, beside summary.json (whose schema stays flat)."""
+    return root() / "metrics" / "summary_stats.json"
+
+
 def summary_md() -> Path:
     return root() / "metrics" / "summary.md"
 

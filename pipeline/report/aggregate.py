@@ -7,6 +7,7 @@ from typing import Any
 from ..core import paths
 from ..core.io import read_json, write_json, write_text
 from ..params import Params
+from . import evidence, stats
 
 #: Column order of the paper's Table 2, then what the paper does not tabulate.
 COLUMNS = ["clean", "pgd20", "pgd100", "l2_pgd", "mim", "fgsm", "cw_inf", "fab", "fab_t", "square", "simba",
@@ -43,7 +44,7 @@ def collect(params: Params) -> tuple[dict, dict, dict]:
     return summary, records, sanity
 
 
-def markdown(params: Params, summary: dict, records: dict, sanity: dict) -> str:
+def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims: dict) -> str:
     lines = ["# Robust accuracy (%)", ""]
     for ds in params.datasets:
         cols = ordered_columns({k for r in params.methods for k in summary[r][ds]})
@@ -57,6 +58,12 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict) -> str:
             cells = [f"{row[c]:.2f}" if c in row else "-" for c in cols]
             verdict = sanity[(ds, run)]["verdict"]
             lines.append(f"| {run} | " + " | ".join(cells) + f" | {verdict} |")
+        lines += ["", "95% Clopper-Pearson intervals (%) of the same accuracies (k correct of n):", "",
+                  "| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+        lines += [f"| {run} | " + " | ".join(evidence.interval_cells(records[(ds, run)], cols)) + " |"
+                  for run in params.methods]
+        lines += ["", "Claims of the paper (see the report for how each is measured):", ""]
+        lines += evidence.claims_markdown(claims[ds])
         lines += ["", "Sanity checks (rule: verdict per method):", ""]
         for run in params.methods:
             checks = ", ".join(f"{c['id']}:{c['verdict']}" for c in sanity[(ds, run)]["rules"])
@@ -75,10 +82,25 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_stats(params: Params, records: dict, claims: dict) -> dict:
+    """metrics/summary_stats.json: every accuracy's intervals and every claim's paired test, per dataset."""
+    return {
+        "level": stats.LEVEL,
+        "methods": {"interval": "Clopper-Pearson (exact); Wilson also given", "paired_test": "exact McNemar, two-sided",
+                    "difference_interval": "Newcombe hybrid score, paired (method 10)",
+                    "correction": "Holm, over the paired claims of each dataset", "units": "percent"},
+        "accuracy": {run: {ds: evidence.record_intervals(records[(ds, run)]) for ds in params.datasets}
+                     for run in params.methods},
+        "claims": {ds: [r.as_dict() for r in claims[ds]] for ds in params.datasets},
+    }
+
+
 def aggregate(params: Params) -> str:
-    """Write metrics/summary.json and metrics/summary.md; returns the markdown."""
+    """Write metrics/summary.json, metrics/summary_stats.json and metrics/summary.md; returns the markdown."""
     summary, records, sanity = collect(params)
-    text = markdown(params, summary, records, sanity)
+    claims = {ds: evidence.claims_for(ds, params.methods) for ds in params.datasets}
+    text = markdown(params, summary, records, sanity, claims)
     write_json(paths.summary_json(), summary)
+    write_json(paths.summary_stats_json(), summary_stats(params, records, claims))
     write_text(paths.summary_md(), text)
     return text

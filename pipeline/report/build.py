@@ -7,7 +7,7 @@ from pathlib import Path
 from ..core import paths
 from ..core.io import write_text
 from ..params import Params
-from . import figures, paper, tables
+from . import evidence, figures, paper, tables
 from .collect import Results, RunResults, collect, sanity_sweeps
 from .plots_data import write_plot_data
 
@@ -43,7 +43,12 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     first = next((r.record for r in runs if r.record), None)
     where = (f"Attacks on the {first['subset']} (n = {first['n']}), seed {first['seed']}, device {first['device']}."
              if first else "No attack record yet.")
+    lines += section("Claims of the paper, tested", evidence.claims_markdown(evidence.claims_for(ds, results.runs)),
+                     "Each of the paper's testable claims measured on this dataset's runs (one seed unless stated).")
     lines += section("Robust accuracy (%), paper Table 2 layout", tables.robustness(runs), where)
+    lines += section("95% intervals (%) of these accuracies", tables.robustness_intervals(runs),
+                     "Clopper-Pearson (exact) over the n test images; Wilson intervals and the paired tests are in "
+                     "metrics/summary_stats.json.")
 
     comparison = tables.paper_comparison(runs)
     fig = figures.paper_comparison(

@@ -4,8 +4,9 @@
 - Two runs on the same images: the per-example flags form a 2x2 table; b = images only the
   first run gets right, c = images only the second gets right. The exact McNemar test is the
   two-sided binomial test of b successes in b + c trials at p = 1/2 (computed exactly, with
-  integers). The difference's interval is Newcombe's hybrid score interval for paired
-  proportions (his method 10), built from the two Wilson intervals and the table's phi.
+  integers). The difference's interval is the exact conditional one (Clopper-Pearson on the
+  share of the discordant images that favour A), which agrees with the test by construction;
+  Newcombe's hybrid score interval for paired proportions (his method 10) is given beside it.
 - Several seeds on the same images: the discordant pairs are pooled over seeds for the test
   and the interval; the seed-level differences are also reported as mean +- std with a
   Student-t interval.
@@ -183,6 +184,18 @@ def newcombe_paired(t: Table, level: float = LEVEL) -> tuple[float, float]:
     return max(-1.0, d - delta), min(1.0, d + eps)
 
 
+def conditional_exact(t: Table, level: float = LEVEL) -> tuple[float, float]:
+    """Exact interval of p_A - p_B given the b + c discordant images: (b + c)/n * (2 * CP(b of b + c) - 1).
+
+    It agrees with the exact McNemar test: it excludes 0 exactly when the test's p < 1 - level.
+    With no discordant image it is [0, 0] (nothing in the data separates the runs)."""
+    m = t.a_only + t.b_only
+    if m == 0:
+        return 0.0, 0.0
+    lo, hi = clopper_pearson(t.a_only, m, level)
+    return m / t.n * (2 * lo - 1), m / t.n * (2 * hi - 1)
+
+
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
     """Student-t interval of the mean of `values` (at least two)."""
     m, s = fmean(values), stdev(values)
@@ -196,7 +209,8 @@ class Comparison:
 
     pooled: Table
     difference: float
-    interval: tuple[float, float]
+    interval: tuple[float, float]  # exact conditional, agrees with p_value
+    newcombe: tuple[float, float]
     p_value: float
     seeds: int
     seed_differences: tuple[float, ...]
@@ -209,7 +223,8 @@ class Comparison:
         pair = lambda iv: None if iv is None else [iv[0] * scale, iv[1] * scale]  # noqa: E731
         return {"n": self.pooled.n, "seeds": self.seeds, "both": self.pooled.both, "a_only": self.pooled.a_only,
                 "b_only": self.pooled.b_only, "neither": self.pooled.neither,
-                "difference": self.difference * scale, "interval": pair(self.interval), "p_value": self.p_value,
+                "difference": self.difference * scale, "interval": pair(self.interval),
+                "newcombe_interval": pair(self.newcombe), "p_value": self.p_value,
                 "seed_differences": [d * scale for d in self.seed_differences],
                 "seed_mean": self.seed_mean * scale,
                 "seed_std": None if self.seed_std is None else self.seed_std * scale,
@@ -230,7 +245,8 @@ def compare(a_per_seed: Sequence[Sequence[bool]], b_per_seed: Sequence[Sequence[
     return Comparison(
         pooled=pooled,
         difference=pooled.difference,
-        interval=newcombe_paired(pooled, level),
+        interval=conditional_exact(pooled, level),
+        newcombe=newcombe_paired(pooled, level),
         p_value=mcnemar_exact(pooled.a_only, pooled.b_only),
         seeds=len(tables),
         seed_differences=diffs,

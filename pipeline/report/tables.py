@@ -53,6 +53,15 @@ def robustness(results: list[RunResults]) -> list[str]:
     return lines
 
 
+def robustness_intervals(results: list[RunResults]) -> list[str]:
+    """95% Clopper-Pearson interval (%) of every accuracy of the robustness table, same layout."""
+    from .evidence import interval_cells
+
+    cols = ordered_columns({k for r in results for k in r.accuracy})
+    rows = [[r.run] + interval_cells(r.record, cols) for r in results if r.record]
+    return table(["Run"] + [LABELS.get(c, c) for c in cols], rows) if rows else []
+
+
 def paper_rows(results: list[RunResults]) -> list[tuple[RunResults, paper.Row]]:
     return [(r, row) for r in results if r.record
             for row in [paper.robustness_row(r.dataset, r.model, r.run)] if row is not None]

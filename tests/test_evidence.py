@@ -1,0 +1,140 @@
+"""Intervals and the claims table on a fake finished project: summary_stats.json, summary.md and the report,
+checked against scipy / statsmodels computed here from the flags the fake project holds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from conftest import TINY, write_params
+from fake_results import CLAIMS_ACC, CLAIMS_N, build_claims_world
+from pipeline.core import paths
+from pipeline.params import load_params
+from pipeline.report import evidence
+from pipeline.report.aggregate import aggregate
+from pipeline.report.build import build_report
+
+DS = "fashion_mnist"
+EVALUATED = list(CLAIMS_ACC)  # otjr trades pgd_at alp opt_jr rand_jr
+#: (claim statement start, expected verdict) for the paired claims, by the fake world's design
+PAIRED = {
+    ("otjr", "trades"): "supported",
+    ("otjr", "pgd_at"): "contradicted",
+    ("otjr", "alp"): "inconclusive",
+    ("opt_jr", "rand_jr"): "supported",
+    ("rand_jr", "pgd_at"): "supported",
+    ("pgd_at", "rand_jr"): "supported",
+}
+
+
+@pytest.fixture
+def world(project):
+    flags = build_claims_world(DS)
+    return project, flags
+
+
+def _params(project, methods):
+    write_params(project, {**TINY, "datasets": [DS], "methods": methods})
+    return load_params()
+
+
+def _reference(flags, claim):
+    """b, c, p (scipy's exact binomial test) of a paired claim, from the raw flags."""
+    def measure(run):
+        f = {k: v.numpy() for k, v in flags[run].items()}
+        if claim.measure == evidence.WHITE_BOX:
+            return f["clean"] & f["pgd20"] & f["fgsm"]  # the white-box attacks in the fake records
+        return f[claim.measure]
+
+    a, b = measure(claim.a), measure(claim.b)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = sps.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return only_a, only_b, p
+
+
+def test_summary_stats_holds_intervals_and_claims_matching_the_references(world):
+    project, flags = world
+    text = aggregate(_params(project, EVALUATED))
+    summary = json.loads(paths.summary_json().read_text())
+    assert set(summary) == set(EVALUATED) and isinstance(summary["otjr"][DS]["clean"], float)  # schema unchanged
+    out = json.loads(paths.summary_stats_json().read_text())
+    entry = out["accuracy"]["otjr"][DS]["autoattack"]
+    k = int(flags["otjr"]["autoattack"].sum())
+    ci = sps.binomtest(k, CLAIMS_N).proportion_ci(method="exact")
+    wi = sps.binomtest(k, CLAIMS_N).proportion_ci(method="wilson")
+    assert (entry["n_correct"], entry["n"]) == (k, CLAIMS_N)
+    assert entry["clopper_pearson"] == pytest.approx([100 * ci.low, 100 * ci.high], abs=1e-8)
+    assert entry["wilson"] == pytest.approx([100 * wi.low, 100 * wi.high], abs=1e-8)
+
+    rows = out["claims"][DS]
+    paired = [(r, c) for r, c in zip(rows, evidence.CLAIMS) if c.kind == "paired"]
+    measured = [(r, c) for r, c in paired if r["verdict"] != "not run"]
+    refs = [_reference(flags, c) for _, c in measured]
+    holm = multipletests([p for _, _, p in refs], method="holm")[1]
+    for (row, claim), (only_a, only_b, p), p_holm in zip(measured, refs, holm):
+        assert (row["a_only"], row["b_only"]) == (only_a, only_b)
+        assert row["p_value"] == pytest.approx(p, rel=1e-9) and row["p_holm"] == pytest.approx(p_holm, rel=1e-9)
+        assert row["difference"] == pytest.approx(100 * (only_a - only_b) / CLAIMS_N)
+        assert row["interval"][0] <= row["difference"] <= row["interval"][1]
+        assert (row["interval"][0] > 0 or row["interval"][1] < 0) == (p < 0.05)
+        assert row["verdict"] == PAIRED[(claim.a, claim.b)], claim.statement
+    assert {(c.a, c.b) for r, c in paired if r["verdict"] == "not run"} == {("otjr", "sat")}
+    descriptive = {c.kind: r for r, c in zip(rows, evidence.CLAIMS) if c.kind != "paired"}
+    assert descriptive["epochs"]["verdict"] == "not run"  # sat is not among the methods
+    assert descriptive["gradient"]["verdict"] == "holds"
+    assert "Claims of the paper" in text and "| Table 2 | otjr above trades under AutoAttack | 400 |" in text
+    assert "95% Clopper-Pearson intervals" in text
+
+
+def test_report_opens_each_dataset_with_the_claims_table(world):
+    project, flags = world
+    report = build_report(_params(project, EVALUATED + ["sat", "sw"])).read_text()
+    section = report[report.index(f"## {DS}"):]
+    assert section.index("### Claims of the paper, tested") < section.index("### Robust accuracy")
+    lines = [ln for ln in section.splitlines() if ln.startswith("| ")]
+    by_claim = {ln.split(" | ")[1]: ln for ln in lines if ln.startswith(("| Table", "| Fig."))}
+    assert "not run (no attack results for sat)" in by_claim["otjr above sat under AutoAttack"]
+    assert "**supported**" in by_claim["otjr above trades under AutoAttack"]
+    assert "**contradicted**" in by_claim["otjr above pgd_at under AutoAttack"]
+    fig7 = {k: v for k, v in by_claim.items() if "fewer epochs" in k}
+    # sw: 90% of min(45, 40) = 36 first reached at epoch 3, sat at epoch 5; otjr only at epoch 5
+    assert "sw 3, sat 5" in fig7["sw (SW-based) reaches its robust accuracy in fewer epochs than sat"]
+    assert "holds (descriptive)" in fig7["sw (SW-based) reaches its robust accuracy in fewer epochs than sat"]
+    assert "does not hold (descriptive)" in fig7["otjr (SW-based) reaches its robust accuracy in fewer epochs than sat"]
+    assert "### 95% intervals (%) of these accuracies" in section
+    k = int(flags["rand_jr"]["clean"].sum())
+    ci = sps.binomtest(k, CLAIMS_N).proportion_ci(method="exact")
+    assert f"{100 * ci.low:.1f}-{100 * ci.high:.1f}" in section
+
+
+def test_white_box_worst_case_takes_only_white_box_attacks():
+    flags = {"clean": [True, True, True, False], "pgd20": [True, False, True, False],
+             "fgsm": [True, True, False, False], "square": [False, True, True, True], "autoattack": [False] * 4}
+    assert evidence.white_box_attacks(sorted(flags)) == ["fgsm", "pgd20"]
+    assert evidence.measure_flags(flags, evidence.WHITE_BOX) == [True, False, False, False]
+    assert evidence.measure_flags(flags, "square") == flags["square"]
+
+
+def test_epochs_to_target_and_missing_curves():
+    assert evidence.epochs_to([(1, 5.0), (2, 9.0), (3, 12.0)], 9.0) == 2
+    assert evidence.epochs_to([(1, 5.0)], 9.0) is None
+    claim = next(c for c in evidence.CLAIMS if c.kind == "epochs")
+    assert evidence._epochs(claim, {}).verdict == "not run"
+
+
+def test_several_seeds_pool_discordant_pairs(monkeypatch, world):
+    """Two seeds per run (issue: seeds expansion): the claim pools their discordant pairs and reports the spread."""
+    project, flags = world
+    two = {r: [{k: v.tolist() for k, v in f.items()}] * 2 for r, f in flags.items()}
+    results = evidence.evaluate_claims(two, {}, None)
+    one = evidence.evaluate_claims({r: f[:1] for r, f in two.items()}, {}, None)
+    for r2, r1 in zip(results, one):
+        if r1.comparison is not None:
+            assert r2.comparison.pooled.a_only == 2 * r1.comparison.pooled.a_only
+            assert r2.comparison.seeds == 2 and r2.comparison.seed_std == 0.0
+            assert r2.comparison.p_value <= r1.comparison.p_value
+    np.testing.assert_equal(len(results), len(evidence.CLAIMS))
