@@ -105,7 +105,13 @@ def generated(tmp_path, monkeypatch, request):
     return name, tmp_path / "src", truth
 
 
-def _assert_prepared(name, truth, val_fraction=0.0):
+def _download_preprocess_check(name, truth):
+    api.download(name)
+    api.preprocess(name)
+    _assert_prepared(name, truth)
+
+
+def _assert_prepared(name, truth):
     x, y = load_split(name, "test")
     images, labels = truth["test"]
     assert x.shape == (len(labels), 1, 28, 28) and x.dtype == torch.float32
@@ -133,9 +139,7 @@ def test_local_copy_download_preprocess_load(project, generated, monkeypatch, ho
         else:
             monkeypatch.setattr(mnist, "SYSTEM_COPIES", {name: src})
     write_params(project, {**TINY, **api_source})
-    api.download(name)
-    api.preprocess(name)
-    _assert_prepared(name, truth)
+    _download_preprocess_check(name, truth)
 
 
 @both
@@ -151,9 +155,7 @@ def test_recompressed_and_plain_copies_are_checked_by_their_content(project, gen
             (copy / f"{base}.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=12345))
             assert hashlib.md5((copy / f"{base}.gz").read_bytes()).hexdigest() != NAMES[name].md5_of_gz(base)
     monkeypatch.setenv(f"OTJR_{name.upper()}_SOURCE", str(copy))
-    api.download(name)
-    api.preprocess(name)
-    _assert_prepared(name, truth)
+    _download_preprocess_check(name, truth)
 
 
 @both
@@ -163,9 +165,7 @@ def test_torchvision_root_is_accepted(project, generated, monkeypatch, tmp_path)
     raw.parent.mkdir(parents=True)
     src.rename(raw)
     monkeypatch.setenv(f"OTJR_{name.upper()}_SOURCE", str(tmp_path / "tvroot"))
-    api.download(name)
-    api.preprocess(name)
-    _assert_prepared(name, truth)
+    _download_preprocess_check(name, truth)
 
 
 @both
@@ -213,9 +213,7 @@ def test_download_tries_torchvisions_mirrors_in_turn_and_checks_their_md5(projec
     for path in src.iterdir():
         (served / path.name).write_bytes(path.read_bytes())
     monkeypatch.setattr(mnist.TORCHVISION[name], "mirrors", ["http://127.0.0.1:9/", url])
-    api.download(name)
-    api.preprocess(name)
-    _assert_prepared(name, truth)
+    _download_preprocess_check(name, truth)
 
     # a re-compressed file on the mirror: same content, another md5 than torchvision's -> refused
     base = "t10k-labels-idx1-ubyte"
