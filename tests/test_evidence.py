@@ -79,8 +79,9 @@ def test_summary_stats_holds_intervals_and_claims_matching_the_references(world)
         assert (row["a_only"], row["b_only"]) == (only_a, only_b)
         assert row["p_value"] == pytest.approx(p, rel=1e-9) and row["p_holm"] == pytest.approx(p_holm, rel=1e-9)
         assert row["difference"] == pytest.approx(100 * (only_a - only_b) / CLAIMS_N)
-        assert row["interval"][0] <= row["difference"] <= row["interval"][1]
-        assert (row["interval"][0] > 0 or row["interval"][1] < 0) == (p < 0.05)
+        assert row["interval"][0] < row["difference"] < row["interval"][1]
+        lo, hi = row["conditional_interval"]
+        assert lo <= row["difference"] <= hi and (lo > 0 or hi < 0) == (p < 0.05)
         assert row["verdict"] == PAIRED[(claim.a, claim.b)], claim.statement
     assert {(c.a, c.b) for r, c in paired if r["verdict"] == "not run"} == {("otjr", "sat")}
     descriptive = {c.kind: r for r, c in zip(rows, evidence.CLAIMS) if c.kind != "paired"}

@@ -2,8 +2,8 @@
 
 Each accuracy (k of n test images) gets its Clopper-Pearson and Wilson 95% intervals. The
 claims table compares two runs on the same test images with the exact McNemar test on the
-per-example flags of the attack stage (`<run>.flags.safetensors`), the difference's exact
-conditional interval (and Newcombe's paired score interval), and Holm's correction over the paired claims of one dataset. Two
+per-example flags of the attack stage (`<run>.flags.safetensors`), the difference's
+Newcombe paired score interval (and the exact one conditional on the discordant images), and Holm's correction over the paired claims of one dataset. Two
 of the paper's claims have no per-example outcome to pair (training curves, mean input
 gradients): they are stated descriptively, outside the Holm family. A run, attack or
 analysis that is missing makes its row "not run".
@@ -226,8 +226,9 @@ def claims_markdown(results: list[ClaimResult], alpha: float = stats.ALPHA) -> l
               f"McNemar test on the images only one of them gets right"
               + (" (pooled over seeds; the seed-level mean and t-interval are in metrics/summary_stats.json)"
                  if seeds_note > 1 else "")
-              + "; interval: exact, conditional on those images (Clopper-Pearson on the share favouring the first run; "
-              "it excludes 0 exactly when p < 5%; Newcombe's paired score interval is in metrics/summary_stats.json)"
+              + "; interval: Newcombe's paired score interval (the verdict follows the exact test, and in borderline "
+              "cases the two can disagree; the exact interval conditional on the discordant images, which never "
+              "does, is in metrics/summary_stats.json)"
               + f"; Holm's correction over the {tested} paired claims "
               f"measured here. Verdict at the {alpha:.0%} level: supported (significant in the claimed direction), "
               "contradicted (significant against it), inconclusive (neither). The Fig. 7 and Table 12 rows have no "

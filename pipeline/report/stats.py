@@ -4,9 +4,11 @@
 - Two runs on the same images: the per-example flags form a 2x2 table; b = images only the
   first run gets right, c = images only the second gets right. The exact McNemar test is the
   two-sided binomial test of b successes in b + c trials at p = 1/2 (computed exactly, with
-  integers). The difference's interval is the exact conditional one (Clopper-Pearson on the
-  share of the discordant images that favour A), which agrees with the test by construction;
-  Newcombe's hybrid score interval for paired proportions (his method 10) is given beside it.
+  integers). The difference's interval is Newcombe's hybrid score interval for paired
+  proportions (his method 10: Wilson intervals of both accuracies combined with the table's
+  phi), which covers the unconditional difference. Beside it, the exact interval conditional on
+  the discordant images agrees with the test by construction but ignores the randomness of
+  their number.
 - Several seeds on the same images: the discordant pairs are pooled over seeds for the test
   and the interval; the seed-level differences are also reported as mean +- std with a
   Student-t interval.
@@ -209,8 +211,8 @@ class Comparison:
 
     pooled: Table
     difference: float
-    interval: tuple[float, float]  # exact conditional, agrees with p_value
-    newcombe: tuple[float, float]
+    interval: tuple[float, float]  # Newcombe's paired score interval
+    conditional: tuple[float, float]  # exact given the discordant images; excludes 0 iff p_value < 1 - level
     p_value: float
     seeds: int
     seed_differences: tuple[float, ...]
@@ -224,7 +226,7 @@ class Comparison:
         return {"n": self.pooled.n, "seeds": self.seeds, "both": self.pooled.both, "a_only": self.pooled.a_only,
                 "b_only": self.pooled.b_only, "neither": self.pooled.neither,
                 "difference": self.difference * scale, "interval": pair(self.interval),
-                "newcombe_interval": pair(self.newcombe), "p_value": self.p_value,
+                "conditional_interval": pair(self.conditional), "p_value": self.p_value,
                 "seed_differences": [d * scale for d in self.seed_differences],
                 "seed_mean": self.seed_mean * scale,
                 "seed_std": None if self.seed_std is None else self.seed_std * scale,
@@ -245,8 +247,8 @@ def compare(a_per_seed: Sequence[Sequence[bool]], b_per_seed: Sequence[Sequence[
     return Comparison(
         pooled=pooled,
         difference=pooled.difference,
-        interval=conditional_exact(pooled, level),
-        newcombe=newcombe_paired(pooled, level),
+        interval=newcombe_paired(pooled, level),
+        conditional=conditional_exact(pooled, level),
         p_value=mcnemar_exact(pooled.a_only, pooled.b_only),
         seeds=len(tables),
         seed_differences=diffs,
