@@ -60,10 +60,10 @@ def interval_entry(n_correct: int, n: int, level: float = stats.LEVEL) -> dict[s
 
 
 def record_intervals(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """attack -> interval entry, for every entry of an attack record with an accuracy and n_correct."""
-    n = int(record["n"])
-    return {k: interval_entry(int(v["n_correct"]), n) for k, v in record.items()
-            if isinstance(v, dict) and "n_correct" in v and n > 0}
+    """attack -> interval entry, for every entry of an attack record with n_correct (an entry's own n, if it
+    states one, else the record's)."""
+    return {k: interval_entry(int(v["n_correct"]), int(v.get("n", record["n"]))) for k, v in record.items()
+            if isinstance(v, dict) and "n_correct" in v and int(v.get("n", record["n"])) > 0}
 
 
 # ------------------------------------------------------------------ per-example flags

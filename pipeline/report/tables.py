@@ -12,6 +12,7 @@ from typing import Any
 from . import paper
 from .aggregate import LABELS, ordered_columns
 from .collect import RunResults
+from .evidence import interval_cells
 
 MISSING = "-"
 SYMBOL = {"pass": "pass", "warn": "**warn**", "fail": "**FAIL**", "skip": "skip"}
@@ -55,8 +56,6 @@ def robustness(results: list[RunResults]) -> list[str]:
 
 def robustness_intervals(results: list[RunResults]) -> list[str]:
     """95% Clopper-Pearson interval (%) of every accuracy of the robustness table, same layout."""
-    from .evidence import interval_cells
-
     cols = ordered_columns({k for r in results for k in r.accuracy})
     rows = [[r.run] + interval_cells(r.record, cols) for r in results if r.record]
     return table(["Run"] + [LABELS.get(c, c) for c in cols], rows) if rows else []
