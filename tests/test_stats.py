@@ -107,7 +107,8 @@ def test_compare_pools_seeds_and_reports_seed_level_spread():
     assert cmp.seed_interval == pytest.approx(ref, rel=1e-9)
     one = stats.compare(seeds_a[:1], seeds_b[:1])
     assert one.seeds == 1 and one.seed_std is None and one.seed_interval is None
-    assert one.interval[0] < one.difference < one.interval[1] and one.conditional[0] <= one.difference <= one.conditional[1]
+    assert one.interval[0] < one.difference < one.interval[1]
+    assert one.conditional[0] <= one.difference <= one.conditional[1]
 
 
 @pytest.mark.parametrize("p", [[0.01, 0.04, 0.03, 0.2], [0.001, 0.5, 0.049, 0.012, 0.9, 0.0125], [0.3], [0.02, 0.02]])

@@ -50,7 +50,8 @@ def _open(path: Path) -> BinaryIO:
 def parse_header(head: bytes, where: str) -> tuple[int, ...]:
     """The dimensions an IDX header declares; anything but an unsigned-byte IDX header is refused."""
     if len(head) < 4 or head[:2] != b"\x00\x00":
-        raise UserError(f"{where}: not an IDX file (magic number {head[:4].hex() or 'missing'}, expected 0000 08 <ndim>)")
+        magic = head[:4].hex() or "missing"
+        raise UserError(f"{where}: not an IDX file (magic number {magic}, expected 0000 08 <ndim>)")
     kind, ndim = head[2], head[3]
     if kind != UNSIGNED_BYTE:
         name = TYPE_NAMES.get(kind, "unknown")

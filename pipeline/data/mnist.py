@@ -146,7 +146,8 @@ def _read(v: Variant, raw_dir: Path) -> RawSplits:
         for base in (images_base, labels_base):
             path = _find(raw_dir, base)
             if path is None:
-                raise UserError(f"{raw_dir / base}: not found; run `otjr stage download --dataset {v.name}` (or dvc repro)")
+                raise UserError(f"{raw_dir / base}: not found; "
+                                f"run `otjr stage download --dataset {v.name}` (or dvc repro)")
             parsed[base] = read_idx(path)
             check_content(v, path, parsed[base], base)
             sources[base] = parsed[base].sha256

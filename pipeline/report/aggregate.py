@@ -87,7 +87,8 @@ def summary_stats(params: Params, records: dict, claims: dict) -> dict:
     return {
         "level": stats.LEVEL,
         "methods": {"interval": "Clopper-Pearson (exact); Wilson also given", "paired_test": "exact McNemar, two-sided",
-                    "difference_interval": "Newcombe hybrid score, paired (method 10); conditional_interval: exact given the discordant images (agrees with the test)",
+                    "difference_interval": "Newcombe hybrid score, paired (method 10)",
+                    "conditional_interval": "exact given the discordant images (agrees with the test)",
                     "correction": "Holm, over the paired claims of each dataset", "units": "percent"},
         "accuracy": {run: {ds: evidence.record_intervals(records[(ds, run)]) for ds in params.datasets}
                      for run in params.methods},

@@ -3,7 +3,8 @@
 Each accuracy (k of n test images) gets its Clopper-Pearson and Wilson 95% intervals. The
 claims table compares two runs on the same test images with the exact McNemar test on the
 per-example flags of the attack stage (`<run>.flags.safetensors`), the difference's
-Newcombe paired score interval (and the exact one conditional on the discordant images), and Holm's correction over the paired claims of one dataset. Two
+Newcombe paired score interval (and the exact one conditional on the discordant images),
+and Holm's correction over the paired claims of one dataset. Two
 of the paper's claims have no per-example outcome to pair (training curves, mean input
 gradients): they are stated descriptively, outside the Holm family. A run, attack or
 analysis that is missing makes its row "not run".
@@ -35,7 +36,8 @@ class Claim:
 
 #: The paper's testable claims, in the order of the table.
 CLAIMS: tuple[Claim, ...] = (
-    *(Claim("Table 2", f"otjr above {b} under AutoAttack", "otjr", b, "autoattack") for b in ("trades", "pgd_at", "alp", "sat")),
+    *(Claim("Table 2", f"otjr above {b} under AutoAttack", "otjr", b, "autoattack")
+      for b in ("trades", "pgd_at", "alp", "sat")),
     Claim("Table 7", "opt_jr above rand_jr under white-box attacks (per image: robust to every white-box attack run)",
           "opt_jr", "rand_jr", WHITE_BOX),
     Claim("Table 7", "rand_jr high clean accuracy: rand_jr above pgd_at on clean images", "rand_jr", "pgd_at", "clean"),
