@@ -84,9 +84,11 @@ def test_summary_stats_holds_intervals_and_claims_matching_the_references(world)
         assert lo <= row["difference"] <= hi and (lo > 0 or hi < 0) == (p < 0.05)
         assert row["verdict"] == PAIRED[(claim.a, claim.b)], claim.statement
     assert {(c.a, c.b) for r, c in paired if r["verdict"] == "not run"} == {("otjr", "sat")}
-    descriptive = {c.kind: r for r, c in zip(rows, evidence.CLAIMS) if c.kind != "paired"}
-    assert descriptive["epochs"]["verdict"] == "not run"  # sat is not among the methods
-    assert descriptive["gradient"]["verdict"] == "holds"
+    descriptive = [(r, c) for r, c in zip(rows, evidence.CLAIMS) if c.kind != "paired"]
+    assert [r["verdict"] for r, c in descriptive if c.kind == "epochs"] == ["not run"] * 2  # sat not among the methods
+    # otjr is smallest among Table 12's runs; among all runs analysed opt_jr (also JR-trained) is smallest
+    assert [r["verdict"] for r, c in descriptive if c.kind == "gradient"] == ["holds", "holds"]
+    assert "k=0: opt_jr" in descriptive[-1][0]["detail"] and "k=0: otjr" in descriptive[-2][0]["detail"]
     assert "Claims of the paper" in text and "| Table 2 | otjr above trades under AutoAttack | 400 |" in text
     assert "95% Clopper-Pearson intervals" in text
 
@@ -139,3 +141,16 @@ def test_several_seeds_pool_discordant_pairs(monkeypatch, world):
             assert r2.comparison.seeds == 2 and r2.comparison.seed_std == 0.0
             assert r2.comparison.p_value <= r1.comparison.p_value
     np.testing.assert_equal(len(results), len(evidence.CLAIMS))
+
+
+def test_gradient_claims_hold_only_when_a_named_run_is_smallest_at_every_step():
+    def run(values):
+        return {"input_gradient": {"steps": [0, 5], "mean_abs": values}}
+
+    analysis = {"runs": {"otjr": run([1.0, 2.0]), "pgd_at": run([3.0, 1.5]), "xe": run([9.0, 9.0])}}
+    table12, jr = [c for c in evidence.CLAIMS if c.kind == "gradient"]
+    result = evidence._gradient(table12, analysis)
+    assert result.verdict == "does not hold" and "smallest at 1 of 2" in result.detail and "k=5: pgd_at" in result.detail
+    analysis["runs"]["rand_jr"] = run([0.5, 1.0])
+    assert evidence._gradient(jr, analysis).verdict == "holds"
+    assert evidence._gradient(table12, {"runs": {"pgd_at": run([1.0, 1.0])}}).verdict == "not run"
