@@ -30,12 +30,20 @@ from .core.schema import (
 )
 
 
+class Resize(Strict):
+    """A resolution with its resize rule: `crop` (shorter side, then centre crop) or `stretch` (the whole image)."""
+
+    size: PositiveInt
+    rule: Literal["crop", "stretch"] = "crop"
+
+
 class DataParams(Strict):
     """How raw data becomes prepared tensors, where user-supplied data lives, and how batches are fed."""
 
     val_fraction: float = Field(ge=0, lt=0.5, description="share of train split held out for monitoring")
-    resolution: dict[str, PositiveInt] = Field(
-        description="dataset -> image side after resize + centre crop; a dataset not listed keeps its native size"
+    resolution: dict[str, PositiveInt | Resize] = Field(
+        description="dataset -> image side after resize + centre crop, or {size, rule: crop | stretch}; "
+        "a dataset not listed keeps its native size"
     )
     sources: dict[str, str | None] = Field(
         default_factory=dict, description="dataset -> local archive/folder (else $OTJR_<NAME>_SOURCE)"
@@ -44,6 +52,11 @@ class DataParams(Strict):
         default="auto", description="training batches: kept on the device, streamed by workers, or auto (fits?)"
     )
     workers: NonNegativeInt = Field(default=4, description="data-loader worker processes when streaming")
+
+    def resize(self, dataset: str) -> tuple[int | None, str]:
+        """(image side or None for the native size, resize rule) of `dataset`."""
+        value = self.resolution.get(dataset)
+        return (value.size, value.rule) if isinstance(value, Resize) else (value, "crop")
 
     @field_validator("resolution", "sources")
     @classmethod
