@@ -110,8 +110,9 @@ def counting(root: Path, seeds: list[int]) -> None:
                 a = ascend(model, x, y, cross_entropy, eps=0.2, step=0.05, steps=20, **ours_kw)
                 ours.append(100 * (a.fooled_at > 20).float().mean().item())
                 torch.manual_seed(seed)
+                x_last = theirs(x, y)
                 with torch.no_grad():
-                    last.append(100 * (model(theirs(x, y)).argmax(1) == y).float().mean().item())
+                    last.append(100 * (model(x_last).argmax(1) == y).float().mean().item())
             print(f"{run} {name} (n = {len(y)}): any-iterate {[round(v, 2) for v in ours]}, "
                   f"last iterate {[round(v, 2) for v in last]}")
 

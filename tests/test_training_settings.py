@@ -115,3 +115,26 @@ def test_rotate_flip_rotates_within_12_degrees_then_flips():
     assert torch.equal(out, flip(rotate(x, angles), g))
     with pytest.raises(ValueError, match="rotate_flip"):
         augment("jitter", x)
+
+
+def test_a_run_with_the_authors_settings_trains_and_records_them(digits):
+    """One short training with every new setting switched on: the checkpoint holds an identity
+    normalisation and records the settings that made it."""
+    from conftest import TINY, write_params
+
+    from pipeline import api
+    from pipeline.models import checkpoint_info, load_checkpoint
+    from pipeline.params import load_params
+
+    write_params(digits, {**TINY, "train.epochs": 1, "train.eval_n": 16, "model.args.width": 4, "model.init": "he_fan_out",
+                          "model.normalize": False, "adversary.start": "gaussian", "adversary.start_std": 0.001,
+                          "train.augment": "rotate_flip", "train.lr_schedule.first_epoch": 1,
+                          "adversary.steps": 2, "train.batch_size": 128})
+    path = api.train("digits", "pgd_at", load_params(digits / "params.yaml"))
+    model = load_checkpoint(path)
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(model.normalize(x), x)
+    settings = checkpoint_info(path)["settings"]
+    assert settings["model"]["init"] == "he_fan_out" and settings["model"]["normalize"] is False
+    assert settings["adversary"]["start"] == "gaussian" and settings["data"]["augment"] == "rotate_flip"
+    assert settings["train"]["lr_schedule"]["first_epoch"] == 1
