@@ -37,7 +37,7 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "intel": 6}
 def step_flops(p, method: str, device: str = "meta", batch: int = 2) -> float:
     """FLOPs per image of one training step of `method` under params `p`."""
     dataset = p.datasets[0]
-    side = p.data.resolution.get(dataset, 32)
+    side = p.data.resize(dataset)[0] or 32
     model = create(p.model.name, num_classes=CLASSES[dataset], **p.model.args).to(device).train()
     adversary = Adversary(p.adversary.eps, p.adversary.step, p.adversary.steps)
     m = METHODS.get(method)(p.for_method(method), Setup(adversary=adversary, num_classes=CLASSES[dataset]))
@@ -52,7 +52,7 @@ def step_flops(p, method: str, device: str = "meta", batch: int = 2) -> float:
 def monitor_flops(p) -> float:
     """Per-epoch monitoring: PGD on eval_n held-out images (attack steps + clean and adversarial forward)."""
     dataset = p.datasets[0]
-    side = p.data.resolution.get(dataset, 32)
+    side = p.data.resize(dataset)[0] or 32
     model = create(p.model.name, num_classes=CLASSES[dataset], **p.model.args).to("meta").eval()
     adversary = Adversary(p.adversary.eps, p.adversary.step, p.adversary.steps)
     x = torch.rand(2, 3, side, side, device="meta")

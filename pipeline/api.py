@@ -33,7 +33,8 @@ def preprocess(dataset: str, params: Params | None = None) -> Path:
     from .data import preprocess as prepare
 
     p = _params(params)
-    return prepare(_dataset(dataset), p.data.val_fraction, p.data.resolution.get(dataset))
+    size, rule = p.data.resize(dataset)
+    return prepare(_dataset(dataset), p.data.val_fraction, size, resize=rule)
 
 
 def train(dataset: str, method: str, params: Params | None = None, resume: bool = True) -> Path:

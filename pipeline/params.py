@@ -30,12 +30,20 @@ from .core.schema import (
 )
 
 
+class Resize(Strict):
+    """A resolution with its resize rule: `crop` (shorter side, then centre crop) or `stretch` (the whole image)."""
+
+    size: PositiveInt
+    rule: Literal["crop", "stretch"] = "crop"
+
+
 class DataParams(Strict):
     """How raw data becomes prepared tensors, where user-supplied data lives, and how batches are fed."""
 
     val_fraction: float = Field(ge=0, lt=0.5, description="share of train split held out for monitoring")
-    resolution: dict[str, PositiveInt] = Field(
-        description="dataset -> image side after resize + centre crop; a dataset not listed keeps its native size"
+    resolution: dict[str, PositiveInt | Resize] = Field(
+        description="dataset -> image side after resize + centre crop, or {size, rule: crop | stretch}; "
+        "a dataset not listed keeps its native size"
     )
     sources: dict[str, str | None] = Field(
         default_factory=dict, description="dataset -> local archive/folder (else $OTJR_<NAME>_SOURCE)"
@@ -44,6 +52,11 @@ class DataParams(Strict):
         default="auto", description="training batches: kept on the device, streamed by workers, or auto (fits?)"
     )
     workers: NonNegativeInt = Field(default=4, description="data-loader worker processes when streaming")
+
+    def resize(self, dataset: str) -> tuple[int | None, str]:
+        """(image side or None for the native size, resize rule) of `dataset`."""
+        value = self.resolution.get(dataset)
+        return (value.size, value.rule) if isinstance(value, Resize) else (value, "crop")
 
     @field_validator("resolution", "sources")
     @classmethod
@@ -56,9 +69,31 @@ class DataParams(Strict):
         return value
 
 
+class PretrainedParams(Strict):
+    """Start from ImageNet weights (torchvision's naming), the classifier head replaced for the dataset's classes."""
+
+    weights: str = Field(description="torchvision weights name of the architecture, e.g. IMAGENET1K_V1")
+    file: str | None = Field(default=None, description="local copy of the weights file; else torchvision's "
+                             "download (hash-checked, cached under $TORCH_HOME)")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of `file` (required with it)")
+
+    @model_validator(mode="after")
+    def _hash_with_file(self) -> "PretrainedParams":
+        if self.file is not None and self.sha256 is None:
+            raise ValueError("a local weights file needs its sha256 (model.pretrained.sha256)")
+        return self
+
+
 class ModelParams(Strict):
+    """The architecture, its arguments, and how its weights start (pipeline/models/init.py)."""
+
     name: str
     args: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    init: Literal["default", "he_fan_out"] = Field(
+        default="default", description="default: the architecture's own; he_fan_out: TRADES' WideResNet init")
+    normalize: bool = Field(default=True, description="standardise inputs by the training split's mean/std inside "
+                            "the model; false feeds raw [0, 1] images (the OTJR authors, TRADES)")
+    pretrained: PretrainedParams | None = None
 
 
 class LRSchedule(Strict):
@@ -68,6 +103,9 @@ class LRSchedule(Strict):
     milestones: list[float] = Field(default_factory=list)
     every: NonNegativeInt = 0
     gamma: PositiveReal
+    first_epoch: Literal[0, 1] = Field(
+        default=0, description="number of the first epoch in the schedule's count: 0, or 1 as TRADES-style loops "
+        "(milestone 75 of 100 then means 74 / 15 / 11 epochs at the three rates)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "LRSchedule":
@@ -87,6 +125,8 @@ class TrainParams(Strict):
     nesterov: bool
     lr_schedule: LRSchedule
     eval_n: NonNegativeInt = Field(description="held-out images for per-epoch clean/PGD accuracy")
+    augment: Literal["dataset", "none", "crop_flip", "rotate_flip"] = Field(
+        default="dataset", description="training augmentation: the dataset's own, or one named (pipeline/train/augment.py)")
 
 
 class AdversaryParams(Strict):
@@ -95,6 +135,9 @@ class AdversaryParams(Strict):
     eps: PositiveBudget
     step: PositiveBudget
     steps: PositiveInt
+    start: Literal["uniform", "gaussian"] = Field(
+        default="uniform", description="random start: uniform in the eps-ball, or x + start_std * N(0, I)")
+    start_std: PositiveReal = Field(default=0.001, description="std of the gaussian start (the OTJR and TRADES code: 0.001)")
 
 
 Percent = Annotated[Real, Field(ge=0, le=100)]

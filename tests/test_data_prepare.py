@@ -27,6 +27,31 @@ def test_resize_takes_the_centre_of_the_shorter_side():
     assert (tall[..., 1] > 250).all()
 
 
+def test_stretch_resize_is_torchvisions_square_resize():
+    """The `stretch` rule (Intel preset) squashes the whole image as torchvision's Resize((s, s)), JPEGs fully decoded."""
+    import io
+
+    from torchvision import transforms
+
+    from pipeline.data.images import decode_square
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (150, 113, 3), dtype=np.uint8)  # Intel has a few non-square images
+    image = Image.fromarray(arr)
+    ours = np.asarray(to_square(image, 32, "stretch"))
+    assert np.array_equal(ours, np.asarray(transforms.Resize((32, 32))(image)))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    reference = np.asarray(transforms.Resize((32, 32))(Image.open(io.BytesIO(data)).convert("RGB")))
+    assert np.array_equal(decode_square(data, 32, "test.jpg", "stretch"), reference)
+    # the crop rule keeps only the centre of the longer side
+    marked = arr.copy()
+    marked[:20] = 0
+    assert not (np.asarray(to_square(Image.fromarray(marked), 32)) < 5).all(axis=2)[:2].all()
+    assert (np.asarray(to_square(Image.fromarray(marked), 32, "stretch")) < 5).all(axis=2)[:2].all()
+
+
 def test_tensor_split_resizes_grey_and_colour_and_passes_native_through():
     grey = torch.full((2, 1, 8, 8), 77, dtype=torch.uint8)
     assert torch.equal(TensorSplit(grey, torch.zeros(2)).load(torch.arange(2), 8), grey)

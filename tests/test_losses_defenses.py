@@ -100,7 +100,7 @@ def test_sinkhorn_divergence_gradients_are_finite_and_reach_both_clouds():
 # ---------------------------------------------------------------------------- sliced Wasserstein vs POT
 @pytest.mark.parametrize("B,C,K", [(4, 3, 1), (16, 10, 32), (25, 7, 5)])
 def test_sliced_wasserstein_matches_pot_with_the_same_projections(B, C, K):
-    """POT returns (mean_k W_2^2 of slice k)^(1/2); ours is the mean itself (design.md section 1)."""
+    """POT returns (mean_k W_2^2 of slice k)^(1/2); ours is the mean itself (docs/design.md section 1)."""
     source, target = clouds(B, B, C, seed=B + K)
     theta = random_projections(C, K, dtype=torch.float64, generator=torch.Generator().manual_seed(K))
     ours, _ = sliced_wasserstein(source, target, theta)

@@ -1,4 +1,4 @@
-"""OTJR's maths (paper Eq. 9-13, design.md section 1) against naive float64 loop implementations."""
+"""OTJR's maths (paper Eq. 9-13, docs/design.md section 1) against naive float64 loop implementations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Each baseline's objective against a naive float64 computation from its definition (design.md section 2)."""
+"""Each baseline's objective against a naive float64 computation from its definition (docs/design.md section 2)."""
 
 from __future__ import annotations
 

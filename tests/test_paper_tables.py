@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.report import paper
 
-PAPER = Path(os.environ.get("OTJR_PAPER", "/work/shared/paper/otjr-paper.txt"))
+#: The paper as plain text (main text and supplement), which the repository does not ship.
+PAPER = Path(os.environ.get("OTJR_PAPER", "otjr-paper.txt"))
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 LABEL = {"trades": "TRADES", "alp": "ALP", "pgd_at": "PGD-AT", "sat": "SAT", "rand_jr": "Random JR", "sw": "SW",
          "otjr": "OTJR", "sat_jr": "SAT+JR", "opt_jr": "Optimal JR", "xe": "mathcal{X}", "pgd": "PGD"}
@@ -43,7 +44,7 @@ def numeric_rows(rows: list[list[str]]) -> list[tuple[str, list[float]]]:
 @pytest.fixture(scope="module")
 def lines() -> list[str]:
     if not PAPER.is_file():
-        pytest.skip(f"paper text not found at {PAPER} (set OTJR_PAPER)")
+        pytest.skip(f"paper text not found at {PAPER} (set OTJR_PAPER to the paper's text file)")
     return PAPER.read_text().splitlines()
 
 

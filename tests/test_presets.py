@@ -11,7 +11,7 @@ from pipeline import presets
 from pipeline.params import load_params
 
 EXPERIMENTS = {
-    # preset: (dataset, model, epochs, K, lambda_J)  -- paper §4.1 / §4.3, design.md §3
+    # preset: (dataset, model, epochs, K, lambda_J)  -- paper §4.1 / §4.3, docs/design.md §3
     "cifar10-wrn34": ("cifar10", "wrn34_10", 100, 32, 0.002),
     "cifar10-wrn28": ("cifar10", "wrn28_10", 100, 32, 0.002),
     "cifar100-wrn34": ("cifar100", "wrn34_10", 100, 128, 0.001),
@@ -39,9 +39,15 @@ def test_preset_holds_the_papers_settings(tmp_path, name):
     dataset, model, epochs, k, lambda_j = EXPERIMENTS[name]
     p = _params(tmp_path, name)
     assert p.datasets == (dataset,) and p.model.name == model
-    assert p.train.epochs == epochs and p.train.batch_size == 128
+    assert p.train.epochs == epochs and p.train.batch_size == (512 if dataset == "intel" else 128)
     assert p.train.momentum == 0.9 and p.train.weight_decay == 2e-4
-    assert (p.adversary.eps, p.adversary.step, p.adversary.steps) == pytest.approx((8 / 255, 2 / 255, 10))
+    # the authors' training PGD (configs/*.yaml, losses/*.py): 0.031 / 0.007, start x + 0.001 * N(0, I)
+    assert (p.adversary.eps, p.adversary.step, p.adversary.steps) == pytest.approx((0.031, 0.007, 10))
+    assert (p.adversary.start, p.adversary.start_std) == ("gaussian", 0.001)
+    assert p.model.normalize is False  # raw [0, 1] inputs
+    assert p.model.init == ("he_fan_out" if model.startswith("wrn") else "default")
+    assert p.train.lr_schedule.first_epoch == 1  # epochs counted from 1: 74 / 15 / 11
+    assert p.for_method("alp").lambda_pair == 0  # the authors' ALP: mixed CE only
     otjr = p.for_method("otjr")
     assert (otjr.num_projections, otjr.lambda_j, otjr.lambda_sw) == (k, pytest.approx(lambda_j), 64)
     s = p.train.lr_schedule
@@ -49,9 +55,15 @@ def test_preset_holds_the_papers_settings(tmp_path, name):
         assert p.train.lr == 1e-3 and (s.kind, s.every, s.gamma) == ("step", 7, 0.1)
     else:  # lr 0.1, /10 at epochs 75 and 90 of 100
         assert p.train.lr == 0.1 and s.kind == "piecewise" and s.milestones == [0.75, 0.9] and s.gamma == 0.1
-    if dataset in ("intel", "imagenet100"):
-        assert p.data.resolution == {dataset: 32} and dataset in p.data.sources
-        assert p.model.args.get("imagenet_stem") is False
+    if dataset in ("intel", "imagenet100"):  # 32x32; Intel squashed whole as the authors' Resize((32, 32))
+        assert p.data.resize(dataset) == (32, "stretch" if dataset == "intel" else "crop")
+        assert dataset in p.data.sources
+    if dataset == "intel":  # torchvision's ImageNet ResNet-50, head replaced; rotation + flip
+        assert p.model.args.get("imagenet_stem") is True and p.model.pretrained.weights == "IMAGENET1K_V1"
+        assert p.train.augment == "rotate_flip"
+    else:
+        assert p.model.pretrained is None and p.train.augment == "dataset"
+        assert not p.model.args.get("imagenet_stem")
     assert p.attack.settings["pgd20"].eps == pytest.approx(8 / 255)
     sat_epochs = 400 if dataset in ("cifar100", "imagenet100") and model != "wrn28_10" else None
     assert p.for_method("sat").epochs == sat_epochs  # the paper's SAT_400 (Tables 2, 4)

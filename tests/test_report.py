@@ -174,3 +174,25 @@ def test_training_time_is_compared_with_table_11_on_its_setting():
     assert body["otjr"][header.index("x XE")] == "15.0"
     assert body["otjr"][-2:] == ["18.68", f"{18.68 / 1.27:.1f}"]
     assert body["sw"][-2:] == ["-", "-"]  # Table 11 has no SW row
+
+
+def test_paper_comparison_links_the_fidelity_table(report):
+    cifar = section(report, "## cifar10")
+    text = cifar[cifar.index("### Compared with the paper"):]
+    assert "](../../docs/fidelity.md)" in text  # relative to metrics/report/report.md
+    from pathlib import Path
+
+    assert (Path(__file__).resolve().parents[1] / "docs" / "fidelity.md").is_file()
+
+
+def test_columns_measured_under_another_protocol_are_marked():
+    from types import SimpleNamespace
+
+    from pipeline.report import tables
+
+    run = SimpleNamespace(dataset="cifar10", model="wrn34_10", run="otjr", epochs=100, record={"n": 100},
+                          accuracy={"clean": 85.0, "pgd20": 55.0, "simba": 70.0})
+    lines = tables.paper_comparison([run])
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert "SimBA †" in header and "PGD-20" in header and "PGD-20 †" not in header
+    assert any(line.startswith("- † SimBA: the authors' SimBA") for line in lines)

@@ -3,9 +3,10 @@
 A split is either already in memory (`TensorSplit`: uint8 images from the published
 arrays) or a list of image files (`FileSplit`: each file's sha256 is checked as it is
 read, so the bytes decoded are the bytes the download stage recorded). Both load any
-subset of their images at a given square resolution: the shorter side is resized to it
-(bilinear, antialiased) and the centre is cropped. Images already at that size pass
-through untouched.
+subset of their images at a given square resolution: by default the shorter side is
+resized to it (bilinear, antialiased) and the centre is cropped; the `stretch` rule
+resizes the whole image to the square instead (torchvision's `Resize((s, s))`, the OTJR
+authors' Intel loader). Images already at that size pass through untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from PIL import Image
 
 from ..core.errors import UserError
 
-RESIZE_RULE = "shorter side resized to the resolution (PIL bilinear, antialiased), then centre crop"
+#: rule name -> what it does, as recorded in the prepared files' metadata
+RESIZE_RULES = {
+    "crop": "shorter side resized to the resolution (PIL bilinear, antialiased), then centre crop",
+    "stretch": "whole image resized to resolution x resolution (PIL bilinear, antialiased; full JPEG decode)",
+}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -33,11 +38,13 @@ def threads() -> int:
     return max(1, min(32, os.cpu_count() or 1))
 
 
-def to_square(image: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to `size` and crop the centre `size` x `size`."""
+def to_square(image: Image.Image, size: int, rule: str = "crop") -> Image.Image:
+    """`size` x `size`: the shorter side resized to `size` and the centre cropped, or (`stretch`) the whole image."""
     w, h = image.size
     if (w, h) == (size, size):
         return image
+    if rule == "stretch":
+        return image.resize((size, size), Image.Resampling.BILINEAR)
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     image = image.resize((nw, nh), Image.Resampling.BILINEAR)
@@ -45,12 +52,13 @@ def to_square(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def decode_square(data: bytes, size: int, where: str) -> np.ndarray:
+def decode_square(data: bytes, size: int, where: str, rule: str = "crop") -> np.ndarray:
     """An encoded image file as RGB uint8 (size, size, 3)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at the smallest scale still >= size (fast)
-            return np.asarray(to_square(image.convert("RGB"), size))
+            if rule == "crop":
+                image.draft("RGB", (size, size))  # JPEG: decode at the smallest scale still >= size (fast)
+            return np.asarray(to_square(image.convert("RGB"), size, rule))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"{where}: not a readable image ({err})") from None
 
@@ -70,12 +78,13 @@ class TensorSplit:
         h, w = self.images.shape[-2:]
         return int(h) if h == w else None
 
-    def load(self, indices: torch.Tensor, size: int | None) -> torch.Tensor:
+    def load(self, indices: torch.Tensor, size: int | None, rule: str = "crop") -> torch.Tensor:
         images = self.images[indices]
         if size is None or tuple(images.shape[-2:]) == (size, size):
             return images
         # (H, W) arrays become grey PIL images, (H, W, 3) arrays RGB ones
-        out = [np.asarray(to_square(Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()), size)) for img in images]
+        out = [np.asarray(to_square(Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()), size, rule))
+               for img in images]
         return torch.from_numpy(np.stack(out)).reshape(len(out), size, size, -1).permute(0, 3, 1, 2).contiguous()
 
 
@@ -90,7 +99,7 @@ class FileSplit:
     def native_size(self) -> int | None:
         return None  # files vary in size: a resolution must be configured
 
-    def _one(self, i: int, size: int) -> np.ndarray:
+    def _one(self, i: int, size: int, rule: str) -> np.ndarray:
         path = self.files[i]
         try:
             data = Path(path).read_bytes()
@@ -98,13 +107,13 @@ class FileSplit:
             raise UserError(f"{path}: cannot be read ({err.strerror}); run the download stage again") from None
         if hashlib.sha256(data).hexdigest() != self.sha256[i]:
             raise UserError(f"{path}: changed since the download stage recorded it (sha256 differs); run it again")
-        return decode_square(data, size, str(path))
+        return decode_square(data, size, str(path), rule)
 
-    def load(self, indices: torch.Tensor, size: int | None) -> torch.Tensor:
+    def load(self, indices: torch.Tensor, size: int | None, rule: str = "crop") -> torch.Tensor:
         if size is None:
             raise ValueError("FileSplit.load needs a resolution")
         with ThreadPoolExecutor(threads()) as pool:
-            arrays = list(pool.map(lambda i: self._one(int(i), size), indices.tolist()))
+            arrays = list(pool.map(lambda i: self._one(int(i), size, rule), indices.tolist()))
         if not arrays:
             return torch.empty(0, 3, size, size, dtype=torch.uint8)
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

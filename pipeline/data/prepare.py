@@ -19,7 +19,7 @@ from ..core import paths
 from ..core.errors import UserError
 from ..core.io import load_tensors, save_tensors
 from ..core.progress import progress
-from .images import RESIZE_RULE, TensorSplit
+from .images import RESIZE_RULES, TensorSplit
 from .registry import DATASETS
 from .shards import FORMAT, SplitReader, shard_metadata
 from .sources import resolve_source
@@ -67,8 +67,10 @@ def _as_split(split):
     return TensorSplit(*split) if isinstance(split, tuple) else split
 
 
-def preprocess(name: str, val_fraction: float, resolution: int | None = None, show_progress: bool | None = None) -> Path:
-    """Read the raw files, resize to `resolution` (None: native size), hold out a validation set, write shards."""
+def preprocess(name: str, val_fraction: float, resolution: int | None = None, show_progress: bool | None = None,
+               resize: str = "crop") -> Path:
+    """Read the raw files, resize to `resolution` (None: native size) by rule `resize`, hold out a validation set,
+    write shards."""
     spec = DATASETS.get(name, key="dataset")
     raw = spec.read(paths.raw_dir(name))
     sources = {split: _as_split(s) for split, s in raw.splits.items()}
@@ -99,9 +101,9 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
                     idx = indices[start : start + rows]
                     chunks = []
                     for c in range(0, len(idx), LOAD_CHUNK):  # decode in chunks so the bar moves
-                        chunks.append(src.load(idx[c : c + LOAD_CHUNK], size))
+                        chunks.append(src.load(idx[c : c + LOAD_CHUNK], size, resize))
                         bar.advance(task, len(chunks[-1]))
-                    images = torch.cat(chunks) if chunks else src.load(idx, size)
+                    images = torch.cat(chunks) if chunks else src.load(idx, size, resize)
                     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != spec.channels:
                         raise ValueError(f"{name}/{split}: reader must return uint8 NCHW images with {spec.channels} channels")
                     if split == "train":
@@ -125,7 +127,7 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
             "val_split_seed": VAL_SPLIT_SEED,
         }
         if resized:
-            meta["resize"] = {"size": size, "rule": RESIZE_RULE}
+            meta["resize"] = {"size": size, "rule": RESIZE_RULES[resize]}
         if any(len(files) > 1 for files in written.values()):
             meta["shards"] = {split: len(files) for split, files in written.items()}
         for split, files in written.items():

@@ -1,7 +1,9 @@
 """TRADES (Zhang et al. 2019; paper Table 1): CE(f(x), y) + beta * KL(S(f(x)) || S(f(x_adv))).
 
 The adversarial examples maximise the same KL term, with the clean probabilities computed
-once per batch (model frozen in eval mode, as the attack itself runs).
+once per batch (model frozen in eval mode, as the attack itself runs). The attack starts
+where every training adversary does (`adversary.start`): uniform in the eps-ball by
+default; the paper presets use TRADES' own start, x + 0.001 * N(0, I).
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     lines += ["### Compared with the paper", ""]
     if comparison:
         lines += ["Rows whose dataset, model and method match a paper table. Our n and epochs may differ from "
-                  "the paper's full test set and schedule.", ""] + comparison + [""]
+                  "the paper's full test set and schedule; every other difference from the authors' setup is "
+                  f"listed in [{paper.FIDELITY_DOC}](../../{paper.FIDELITY_DOC}), and columns marked † were "
+                  "measured under another protocol than the paper's.", ""] + comparison + [""]
         lines += figure_line(fig, "Ours (filled) against the paper (hollow), per attack")
     else:
         lines += [f"No run matches a paper setting ({PAPER_SETTINGS}).", ""]

@@ -166,6 +166,16 @@ NOTES = {
 }
 
 
+#: Where every difference between the paper's setup and this pipeline's is listed.
+FIDELITY_DOC = "docs/fidelity.md"
+
+#: Columns whose attack protocol here differs from the one behind the paper's numbers (docs/fidelity.md).
+PROTOCOL_DIFFERS = {
+    "simba": "the authors' SimBA takes 500 steps along DCT directions with no L-inf bound (most of its "
+             "outputs leave the 8/255 ball); ours keeps every iterate within eps, so the columns do not compare",
+}
+
+
 def robustness_row(dataset: str, model: str | None, run: str) -> Row | None:
     """The paper's row for this setting (first in Tables 2, 3, 4, 6, 7, 9), or None."""
     for table in ROBUSTNESS:

@@ -72,7 +72,7 @@ def paper_comparison(results: list[RunResults]) -> list[str]:
     if not matched:
         return []
     cols = [c for c in paper.FULL if any(c in row.values and c in r.accuracy for r, row in matched)]
-    header = ["Run", "Source"] + [LABELS.get(c, c) for c in cols]
+    header = ["Run", "Source"] + [LABELS.get(c, c) + (" †" if c in paper.PROTOCOL_DIFFERS else "") for c in cols]
     rows, notes = [], []
     for r, row in matched:
         acc = r.accuracy
@@ -82,6 +82,7 @@ def paper_comparison(results: list[RunResults]) -> list[str]:
                                             for c in cols])
         if paper.note(row.table, row.dataset, row.run):
             notes.append(f"- {r.run}: {paper.note(row.table, row.dataset, row.run)}.")
+    notes += [f"- † {LABELS.get(c, c)}: {paper.PROTOCOL_DIFFERS[c]}." for c in cols if c in paper.PROTOCOL_DIFFERS]
     unmeasured = sorted({LABELS.get(c, c) for _, row in matched for c in row.values} - {LABELS.get(c, c) for c in cols})
     if unmeasured:
         notes.append(f"- The paper also reports {', '.join(unmeasured)}; those attacks were not run here.")

@@ -1,4 +1,4 @@
-"""Sanity rules that rule out gradient masking (Carlini et al. 2019; design.md section 4).
+"""Sanity rules that rule out gradient masking (Carlini et al. 2019; docs/design.md section 4).
 
 Each rule reads a `Context` (the model, its attack record and per-example flags, the
 sanity subset) and returns a `Check` with its figures, tolerance and a pass / warn / fail
@@ -330,7 +330,7 @@ def undefended_falls(ctx: Context) -> Check:
     return Check(10, "", "pass", f"undefended '{s.undefended}' falls to {acc:.2f}% under PGD-20", figures)
 
 
-#: What every record must state (design.md: n, subset, seeds, hyper-parameters, versions).
+#: What every record must state (docs/design.md: n, subset, seeds, hyper-parameters, versions).
 RECORD_KEYS = ("n", "subset", "seed", "versions")
 ENTRY_KEYS = ("params", "norm", "implementation", "implementation_version", "passes")
 

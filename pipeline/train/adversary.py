@@ -50,6 +50,25 @@ def batch_statistics_only(model: nn.Module) -> Iterator[nn.Module]:
             m.track_running_stats = True
 
 
+START_KINDS = ("uniform", "gaussian")
+
+
+def start_point(x: torch.Tensor, eps: float, kind: str = "uniform", std: float = 0.001) -> torch.Tensor:
+    """PGD's starting point: x plus noise, inside the eps-ball and [0, 1].
+
+    uniform: each pixel moves by U(-eps, eps) (Madry et al.). gaussian: by std * N(0, 1),
+    clipped to the ball, as the TRADES and OTJR training code start (std 0.001 there; that
+    code does not clip the start, which only matters for pixels at 0 or 1).
+    """
+    if kind == "uniform":
+        noise = torch.empty_like(x).uniform_(-eps, eps)
+    elif kind == "gaussian":
+        noise = torch.randn_like(x).mul_(std).clamp_(-eps, eps)
+    else:
+        raise ValueError(f"unknown random start {kind!r}; choose from: {', '.join(START_KINDS)}")
+    return (x + noise).clamp_(0, 1)
+
+
 def pgd_linf(
     model: nn.Module,
     x: torch.Tensor,
@@ -58,18 +77,18 @@ def pgd_linf(
     step: float,
     steps: int,
     random_start: bool = True,
+    start: str = "uniform",
+    start_std: float = 0.001,
 ) -> torch.Tensor:
     """Ascend `loss_fn(model(x_adv))` by signed gradient steps inside the eps-ball and [0, 1].
 
     `loss_fn` maps logits to a scalar; it should sum (not average) over the batch so each
-    example's step does not depend on the batch size. Returns a detached tensor.
+    example's step does not depend on the batch size. The start is `start_point(x, eps,
+    start, start_std)`, or x itself when `random_start` is false. Returns a detached tensor.
     """
     with frozen(model):
         x = x.detach()
-        if random_start:
-            x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0, 1)
-        else:
-            x_adv = x.clone()
+        x_adv = start_point(x, eps, start, start_std) if random_start else x.clone()
         for _ in range(steps):
             x_adv.requires_grad_(True)
             loss = loss_fn(model(x_adv))
@@ -86,9 +105,11 @@ class Adversary:
     eps: float
     step: float
     steps: int
+    start: str = "uniform"  # random start: uniform in the ball, or gaussian with std start_std
+    start_std: float = 0.001
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.perturb_loss(model, x, lambda logits: F.cross_entropy(logits, y, reduction="sum"))
 
     def perturb_loss(self, model: nn.Module, x: torch.Tensor, loss_fn) -> torch.Tensor:
-        return pgd_linf(model, x, loss_fn, self.eps, self.step, self.steps)
+        return pgd_linf(model, x, loss_fn, self.eps, self.step, self.steps, start=self.start, start_std=self.start_std)

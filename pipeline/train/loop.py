@@ -25,7 +25,8 @@ from ..data import DATASETS, load_meta
 from ..data.prepare import has_split, load_split_uint8
 from ..methods import ADDONS, METHODS, AddOnSetup, Run, Setup
 from ..methods.jacobian import jacobian_mode
-from ..models import build, model_spec, save_checkpoint
+from ..models import save_checkpoint
+from ..models.init import initial_model, training_spec
 from ..params import Params
 from . import distributed
 from .adversary import Adversary
@@ -52,10 +53,16 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict, proces
         "adversary": params.adversary.model_dump(),
         "method": {k: params.raw[k] for k in method_keys},
         "addons": {k: params.raw[k] for k in addon_keys},
-        "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"]},
+        "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"],
+                 "augment": augmentation(DATASETS.get(dataset, key="dataset"), params.train)},
         "speed": params.speed.model_dump(),
         "processes": processes,
     }
+
+
+def augmentation(spec, train) -> str:
+    """The training augmentation: `train.augment`, or the dataset's own when it says `dataset`."""
+    return spec.augment if train.augment == "dataset" else train.augment
 
 
 def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_progress: bool | None = None) -> Path:
@@ -87,10 +94,11 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
     speed = resolve_speed(params.speed, device)
 
     torch.manual_seed(params.seed)
-    mspec = model_spec(params.model.name, params.model.args, meta["num_classes"], meta["shape"][0], meta["mean"], meta["std"])
-    model = build(mspec).to(device)
+    mspec = training_spec(params.model, meta)
+    model = initial_model(mspec, params.model).to(device)
     model = prepare(distributed.convert_batchnorm(model, ranks, params.speed.sync_batchnorm), speed)
-    adversary = Adversary(params.adversary.eps, params.adversary.step, params.adversary.steps)
+    a = params.adversary
+    adversary = Adversary(a.eps, a.step, a.steps, a.start, a.start_std)
     method_cls = METHODS.get(run.method, key="method")
     jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
     method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
@@ -98,13 +106,13 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
     optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
     addon = None
     for name in run.addons:  # parse_run allows at most one
-        setup = AddOnSetup(model, optimizer, lambda: build(mspec).to(device),
+        setup = AddOnSetup(model, optimizer, lambda: initial_model(mspec, params.model).to(device),
                            lambda tensors: distributed.mean_over_ranks(tensors, ranks))
         addon = ADDONS.get(name)(params.for_addon(name), setup)
     step = make_step(model, optimizer, method, addon, speed=speed, ranks=ranks, device=device)
     distributed.seed_rank(params.seed, ranks)
 
-    batches = training_batches(dataset, device, t.batch_size, spec.augment, params.data.loader, params.data.workers,
+    batches = training_batches(dataset, device, t.batch_size, augmentation(spec, t), params.data.loader, params.data.workers,
                                ranks)
     split = "val" if has_split(dataset, "val") else None
     if split is None and t.eval_n:
