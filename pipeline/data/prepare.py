@@ -70,6 +70,9 @@ def _as_split(split):
 def preprocess(name: str, val_fraction: float, resolution: int | None = None, show_progress: bool | None = None) -> Path:
     """Read the raw files, resize to `resolution` (None: native size), hold out a validation set, write shards."""
     spec = DATASETS.get(name, key="dataset")
+    if not paths.raw_dir(name).is_dir():
+        raise UserError(f"{paths.raw_dir(name)}: raw data not found; run `otjr stage download --dataset {name}` "
+                        "(or dvc repro)")
     raw = spec.read(paths.raw_dir(name))
     sources = {split: _as_split(s) for split, s in raw.splits.items()}
     natives = {s.native_size() for s in sources.values()}
