@@ -14,17 +14,16 @@ import socket
 import struct
 import subprocess
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from conftest import REPO, TINY, run_cli, set_dotted, write_params
+from formats import write_intel
 
 SETTINGS = {**TINY, "train.epochs": 2, "train.eval_n": 16, "model.args.width": 4, "attack.n": 16,
             "attack.suite": ["fgsm", "pgd20", "l2_pgd"]}
-INTEL_CLASSES = ["buildings", "forest", "glacier", "mountain", "sea", "street"]
 
 
 def _git(root: Path, *args: str) -> str:
@@ -103,20 +102,10 @@ def _nest(depth: int):
     return value
 
 
-def _png(path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (4, 4), (10, 20, 30)).save(path)
-
-
 def _intel_folder(root: Path) -> Path:
-    """A tiny Intel-layout folder (one image per class and split) with a link to /etc/passwd in forest/."""
-    src = root / "intel_src"
-    for split in ("seg_train", "seg_test"):
-        for c in INTEL_CLASSES:
-            _png(src / split / c / "0.png")
-    (src / "seg_train" / "forest" / "passwd.png").symlink_to("/etc/passwd")
+    """A tiny Intel-layout folder with a link to /etc/passwd among forest's images."""
+    src = write_intel(root / "intel_src", per_class_train=1, per_class_test=1)
+    (src / "seg_train" / "seg_train" / "forest" / "passwd.jpg").symlink_to("/etc/passwd")
     _params(root, data__sources__intel=str(src))
     return src
 
@@ -177,7 +166,7 @@ CASES = {
                                            ["stage", "preprocess", "--dataset", "digits"], ["data/raw/digits"]),
     # user-supplied sources
     "symlink in a folder source": (_intel_folder, ["stage", "download", "--dataset", "intel"],
-                                   ["passwd.png", "symbolic link"]),
+                                   ["passwd.jpg", "symbolic link"]),
     "corrupted deflate member in a zip source": (_intel_zip, ["stage", "download", "--dataset", "intel"],
                                                  ["intel.zip", "seg_train/forest/0.jpg", "damaged"]),
     # checkpoint metadata
