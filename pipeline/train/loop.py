@@ -4,8 +4,8 @@ SGD with momentum and weight decay, an epoch-wise LR schedule, the method's loss
 batch, per-epoch clean / PGD accuracy on held-out images logged through dvclive, a resume
 state after every epoch, and a final safetensors checkpoint. One process per run (a lock);
 the tracked logs and the checkpoint change together when training succeeds
-(pipeline/train/results.py). Data stays on the training
-device; shuffling and augmentation happen there. `speed:` in params.yaml picks the speed
+(pipeline/train/results.py). Data stays on the training device; shuffling and
+augmentation happen there. `speed:` in params.yaml picks the speed
 options (pipeline/train/speed.py); under torchrun the processes train one model together
 (pipeline/train/distributed.py).
 """
@@ -73,6 +73,7 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
     with run_lock("train", dataset, run.name) if ranks.main else contextlib.nullcontext():
         if ranks.main:
             check_writable(paths.checkpoint(dataset, run.name), paths.train_log_dir(dataset, run.name))
+            results.place(dataset, run.name)  # a run killed while placing its results: finish that first
         device = distributed.start(ranks, resolve_device(params.device))
         try:
             out = _fit(dataset, run, params, ranks, device, resume, show_progress if ranks.main else False)
