@@ -117,7 +117,8 @@ def test_imagenet100_absent_or_incomplete(project, tmp_path, monkeypatch):
 def test_links_in_a_folder_source_are_refused(project, tmp_path, where):
     """A symlink in a user-supplied folder is never followed (it could point anywhere, e.g. /etc/passwd)."""
     wnids = imagenet100.classes()
-    root = write_imagenet(tmp_path / "ilsvrc", wnids, per_class_train=1, per_class_val=1, kaggle=where == "flat val image")
+    root = write_imagenet(tmp_path / "ilsvrc", wnids, per_class_train=1, per_class_val=1,
+                          kaggle=where == "flat val image")
     train = next(p for p in root.rglob("train") if p.is_dir())
     if where == "image":
         link = train / wnids[3] / "stolen.JPEG"

@@ -59,7 +59,8 @@ class Attack(ABC):
         """Raise `UserError` if eps exceeds its threat model on images of `shape`: 1 (L-inf), sqrt(C*H*W) (L2)."""
         limit = budget_limit(self.norm, shape)
         if not 0 < self.eps <= limit:
-            bound = "1 (pixels lie in [0, 1])" if self.norm == "linf" else f"{limit:.4g}, the L2 diameter of {tuple(shape)} images"
+            bound = ("1 (pixels lie in [0, 1])" if self.norm == "linf"
+                     else f"{limit:.4g}, the L2 diameter of {tuple(shape)} images")
             raise UserError(f"attack.{self.name}.eps: {self.eps} is outside the {self.norm} threat model; "
                             f"at most {bound}")
 

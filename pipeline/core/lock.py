@@ -77,8 +77,12 @@ def _create(path: Path) -> bool:
 
 def acquire(path: Path, what: str) -> None:
     """Take the lock at `path` or raise `UserError` naming the live holder; `what` names the work."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".guard"), "a") as guard:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        guard = open(path.with_name(path.name + ".guard"), "a")
+    except OSError as err:
+        raise UserError(f"{path.parent}: cannot write the lock of {what} ({err.strerror or err})") from None
+    with guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         try:
             if _create(path):
