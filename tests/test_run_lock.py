@@ -76,6 +76,19 @@ def test_lock_of_another_host_is_respected(project):
         lock.acquire(path, "sanity of xe@digits")
 
 
+def test_a_process_stuck_while_taking_the_lock_delays_others_only_briefly(project, monkeypatch):
+    import fcntl
+
+    monkeypatch.setattr(lock, "GUARD_WAIT_S", 0.2)
+    path = paths.lock_file("train", "digits", "xe")
+    path.parent.mkdir(parents=True)
+    with open(path.with_name(path.name + ".guard"), "a") as guard:  # as a process stopped mid-check holds it
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="taking the lock"):
+            lock.acquire(path, "train of xe@digits")
+    assert not path.exists()
+
+
 def test_racing_takeovers_of_one_stale_lock_leave_one_holder(project):
     """Eight processes find the same stale lock at once: exactly one takes it."""
     path = paths.lock_file("train", "digits", "xe")
@@ -141,7 +154,7 @@ def test_second_training_of_a_run_fails_at_once_and_the_first_is_unharmed(tmp_pa
     root = _prepared(tmp_path / "p")
     monkeypatch.setenv("OTJR_ROOT", str(root))
     first = _start_training(root)
-    _wait_for(paths.lock_file("train", "digits", "xe"), first)
+    _wait_for(paths.train_staging("digits", "xe") / "logs", first)  # made once the lock is taken
     os.kill(first.pid, signal.SIGSTOP)  # hold it mid-run while the second one starts
     try:
         second = run_cli("stage", "train", "--dataset", "digits", "--method", "xe", cwd=root)

@@ -15,11 +15,14 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from . import paths
 from .errors import UserError
+
+GUARD_WAIT_S = 10.0
 
 
 def _boot_ticks(pid: int) -> int | None:
@@ -75,6 +78,20 @@ def _create(path: Path) -> bool:
     return True
 
 
+def _hold_guard(guard, path: Path, what: str) -> None:
+    """flock the guard; another process holds it only for the few calls of a check, so wait briefly."""
+    deadline = time.monotonic() + GUARD_WAIT_S
+    while True:
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise UserError(f"{path}: another process has been taking the lock of {what} for over "
+                                f"{GUARD_WAIT_S:.0f} s (stopped?); try again") from None
+            time.sleep(0.01)
+
+
 def acquire(path: Path, what: str) -> None:
     """Take the lock at `path` or raise `UserError` naming the live holder; `what` names the work."""
     try:
@@ -83,7 +100,7 @@ def acquire(path: Path, what: str) -> None:
     except OSError as err:
         raise UserError(f"{path.parent}: cannot write the lock of {what} ({err.strerror or err})") from None
     with guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+        _hold_guard(guard, path, what)
         try:
             if _create(path):
                 return
