@@ -18,7 +18,8 @@ from .analysis.params import AnalysisParams
 from .core import paths
 from .core.errors import UserError
 from .core.schema import (
-    NonNegativeBudget,
+    LinfBudget,
+    NonNegativeLinfBudget,
     NonNegativeInt,
     NonNegativeReal,
     PositiveBudget,
@@ -132,7 +133,7 @@ class TrainParams(Strict):
 class AdversaryParams(Strict):
     """The L-inf PGD adversary used during training."""
 
-    eps: PositiveBudget
+    eps: LinfBudget
     step: PositiveBudget
     steps: PositiveInt
     start: Literal["uniform", "gaussian"] = Field(
@@ -145,7 +146,7 @@ Percent = Annotated[Real, Field(ge=0, le=100)]
 
 class SanityParams(Strict):
     n: PositiveInt = Field(description="test images used by the sweeps")
-    eps_sweep: list[NonNegativeBudget] = Field(min_length=2, description="rule 5: PGD budgets, the largest near 1")
+    eps_sweep: list[NonNegativeLinfBudget] = Field(min_length=2, description="rule 5: PGD budgets, the largest near 1")
     sweep_steps: PositiveInt = Field(description="rule 5: PGD steps at each eps (step 2.5*eps/steps)")
     steps_sweep: list[PositiveInt] = Field(min_length=2, description="rule 4: PGD step counts at attack.pgd20's eps")
     noise_samples: PositiveInt = Field(description="rule 9: uniform draws in the eps-ball per image")
@@ -246,11 +247,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: params file not found")
+    from .core.io import read_text
+
+    text = read_text(Path(path), what="params file")
     try:
-        data = YAML(typ="safe", pure=True).load(path.read_text())
+        data = YAML(typ="safe", pure=True).load(text)
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -31,8 +31,10 @@ def _yaml():
 def _load(path: Path) -> Any:
     from ruamel.yaml.error import YAMLError
 
+    from .core.io import read_text
+
     try:
-        return _yaml().load(path.read_text())
+        return _yaml().load(read_text(path, what="preset"))
     except (OSError, YAMLError) as err:
         raise UserError(f"{path}: cannot be read as YAML ({err})") from None
 

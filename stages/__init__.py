@@ -48,4 +48,6 @@ def list_registered() -> None:
 
 
 def main() -> None:
-    app()
+    from ._cli import run
+
+    run(app)

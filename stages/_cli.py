@@ -11,21 +11,38 @@ DATASET = typer.Option(..., "--dataset", "-d", help="dataset name (see `otjr lis
 METHOD = typer.Option(..., "--method", "-m", help="method, optionally with add-ons: xe, pgd_at, otjr, trades-awp")
 
 
+def _one_line(err: Exception) -> int:
+    """Print `err` as one line on stderr; return the exit code (2 for bad input)."""
+    from pipeline.core.errors import UserError
+
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    print(f"error: {text}", file=sys.stderr)
+    return err.exit_code if isinstance(err, UserError) else 1
+
+
+def _handled():
+    from pipeline.attacks.evaluate import InvalidAdversarial
+    from pipeline.core.errors import UserError
+
+    return UserError, InvalidAdversarial
+
+
 def one_line_errors(fn):
-    """Print `UserError` (and invalid adversarial examples) as a single line, exit non-zero."""
+    """Print `UserError` (exit 2) and invalid adversarial examples (exit 1) as a single line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from pipeline.attacks.evaluate import InvalidAdversarial
-        from pipeline.core.errors import UserError
-
         try:
             return fn(*args, **kwargs)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise typer.Exit(err.exit_code) from None
-        except InvalidAdversarial as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise typer.Exit(1) from None
+        except _handled() as err:
+            raise typer.Exit(_one_line(err)) from None
 
     return wrapper
+
+
+def run(app: typer.Typer) -> None:
+    """Run the command line; the top-level handler: any `UserError` that escapes a command is one line, exit 2."""
+    try:
+        app()
+    except _handled() as err:
+        sys.exit(_one_line(err))

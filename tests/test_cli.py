@@ -80,3 +80,27 @@ def test_bad_checkpoints_give_one_line(digits, kind, fragment):
     proc = run_cli("stage", "attack", "--dataset", "digits", "--method", "xe", cwd=digits)
     assert_one_line_error(proc, fragment)
     assert not paths.attack_result("digits", "xe").exists()
+
+
+def test_top_level_handler_turns_any_user_error_into_one_line_and_exit_2(capsys, monkeypatch):
+    """A `UserError` from a command without the per-command wrapper still ends as one line, exit 2."""
+    import typer
+
+    from pipeline.core.errors import UserError
+    from stages._cli import run
+
+    app = typer.Typer()
+
+    @app.command()
+    def fail() -> None:
+        raise UserError("params.yaml: first\nsecond")
+
+    @app.command()
+    def other() -> None:  # two commands, so `fail` is a sub-command as the real ones are
+        pass
+
+    monkeypatch.setattr("sys.argv", ["otjr", "fail"])
+    with pytest.raises(SystemExit) as exit_:
+        run(app)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "error: params.yaml: first second\n"

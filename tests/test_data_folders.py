@@ -111,3 +111,28 @@ def test_imagenet100_absent_or_incomplete(project, tmp_path, monkeypatch):
     _use(project, "imagenet100", root)
     with pytest.raises(UserError, match=f"class folder .*{imagenet100.classes()[99]} is missing"):
         api.download("imagenet100")
+
+
+@pytest.mark.parametrize("where", ["image", "class folder", "flat val image"])
+def test_links_in_a_folder_source_are_refused(project, tmp_path, where):
+    """A symlink in a user-supplied folder is never followed (it could point anywhere, e.g. /etc/passwd)."""
+    wnids = imagenet100.classes()
+    root = write_imagenet(tmp_path / "ilsvrc", wnids, per_class_train=1, per_class_val=1,
+                          kaggle=where == "flat val image")
+    train = next(p for p in root.rglob("train") if p.is_dir())
+    if where == "image":
+        link = train / wnids[3] / "stolen.JPEG"
+        link.symlink_to("/etc/passwd")
+    elif where == "class folder":
+        link = train / wnids[5]
+        link.rename(tmp_path / "elsewhere")
+        link.symlink_to(tmp_path / "elsewhere")
+    else:
+        val = train.parent / "val"
+        link = sorted(val.glob("*.JPEG"))[0]
+        link.unlink()
+        link.symlink_to("/etc/passwd")
+    _use(project, "imagenet100", root, resolution=8)
+    with pytest.raises(UserError, match=f"{re.escape(str(link))} is a symbolic link"):
+        api.download("imagenet100")
+    assert not (paths.raw_dir("imagenet100") / "manifest.json").exists()

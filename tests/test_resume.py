@@ -74,6 +74,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, method):
     assert strip([meta_a["final"]]) == strip([meta_b["final"]])
     tsv = (killed / "metrics" / "train" / "digits" / method / "plots" / "metrics" / "train" / "loss.tsv").read_text()
     assert len(tsv.strip().splitlines()) == EPOCHS + 1  # header + one row per epoch
+    logs = lambda root: {p.relative_to(root): p.read_bytes() for p in (root / "metrics" / "train").rglob("*")
+                         if p.is_file()}
+    assert logs(killed) == logs(straight)  # metrics.json and every plot file byte-identical
 
 
 def test_resume_state_from_other_settings_is_ignored(digits):

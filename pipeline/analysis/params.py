@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ..core.schema import NonNegativeInt, PositiveBudget, PositiveInt, PositiveReal, Strict
+from ..core.schema import LinfBudget, NonNegativeInt, PositiveBudget, PositiveInt, PositiveReal, Strict
 
 
 class CrossSectionParams(Strict):
@@ -27,7 +27,7 @@ class AnalysisParams(Strict):
 
     n: PositiveInt = Field(description="test images for gradient magnitudes and activations")
     batch_size: PositiveInt
-    eps: PositiveBudget = Field(description="L-inf budget of the analyses' PGD (the paper: 8/255)")
+    eps: LinfBudget = Field(description="L-inf budget of the analyses' PGD (the paper: 8/255)")
     step: PositiveBudget = Field(description="PGD step size (the paper: 2/255)")
     random_start: bool
     grad_steps: list[NonNegativeInt] = Field(min_length=1, description="PGD-k iterates whose input gradient is measured; 0 = clean")

@@ -17,7 +17,7 @@ from ..attacks.evaluate import predict
 from ..attacks.run import load_for_dataset, test_subset
 from ..core import paths
 from ..core.device import resolve_device
-from ..core.io import write_json
+from ..core.io import check_writable, write_json
 from ..core.progress import progress
 from ..core.versions import library_versions
 from ..params import Params
@@ -111,6 +111,7 @@ def analyze_run(model, x, y, images: list[int], params: Params) -> dict[str, Any
 def analyze_dataset(dataset: str, params: Params, show_progress: bool | None = None) -> Path:
     """Analyse every run of `params.methods` on `dataset`; writes metrics/analysis/<dataset>.json."""
     a = params.analysis
+    check_writable(paths.analysis_result(dataset))
     device = resolve_device(params.device)
     loaded = {}
     for run in params.methods:  # load (and so validate) every checkpoint before any work

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..core.errors import UserError
 from ..core.registry import Registry
-from ..core.schema import Strict
+from ..core.schema import Strict, budget_limit
 
 Norm = Literal["linf", "l2"]
 
@@ -54,6 +54,15 @@ class Attack(ABC):
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         """Raise `UserError` if the attack cannot run on images of this shape (before any work)."""
+
+    def check_budget(self, shape: tuple[int, ...]) -> None:
+        """Raise `UserError` if eps exceeds its threat model on images of `shape`: 1 (L-inf), sqrt(C*H*W) (L2)."""
+        limit = budget_limit(self.norm, shape)
+        if not 0 < self.eps <= limit:
+            bound = ("1 (pixels lie in [0, 1])" if self.norm == "linf"
+                     else f"{limit:.4g}, the L2 diameter of {tuple(shape)} images")
+            raise UserError(f"attack.{self.name}.eps: {self.eps} is outside the {self.norm} threat model; "
+                            f"at most {bound}")
 
     @abstractmethod
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

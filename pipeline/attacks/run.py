@@ -11,7 +11,8 @@ from torch import nn
 from ..core import paths
 from ..core.device import resolve_device
 from ..core.errors import UserError
-from ..core.io import save_tensors, write_json
+from ..core.io import check_writable, save_tensors, write_json
+from ..core.lock import run_lock
 from ..core.progress import progress
 from ..core.versions import library_versions
 from ..data import load_meta, load_split
@@ -54,13 +55,21 @@ def test_subset(dataset: str, n: int, device: torch.device) -> tuple[torch.Tenso
 
 
 def attack_run(dataset: str, run: str, params: Params, show_progress: bool | None = None) -> Path:
+    """Evaluate the run's checkpoint, holding the run's attack lock; every input is checked before the work."""
+    with run_lock("attack", dataset, run):
+        check_writable(paths.attack_result(dataset, run), paths.attack_flags(dataset, run))
+        return _attack_run(dataset, run, params, show_progress)
+
+
+def _attack_run(dataset: str, run: str, params: Params, show_progress: bool | None) -> Path:
     model, info, meta = load_for_dataset(dataset, run)
     attacks = build_suite(params, meta["num_classes"])
+    for attack in attacks:
+        attack.check_input(tuple(meta["shape"]))
+        attack.check_budget(tuple(meta["shape"]))
     device = resolve_device(params.device)
     model.to(device)
     x, y, subset = test_subset(dataset, params.attack.n, device)
-    for attack in attacks:
-        attack.check_input(tuple(x.shape[1:]))
     evaluation_precision(device)
     with progress(show_progress) as bar:
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")

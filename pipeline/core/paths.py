@@ -18,6 +18,26 @@ def params_file() -> Path:
     return root() / "params.yaml"
 
 
+def work_dir() -> Path:
+    """The pipeline's own bookkeeping (locks, training results being written); never versioned."""
+    return root() / ".otjr"
+
+
+def lock_file(stage: str, dataset: str, run: str) -> Path:
+    """The lock one `stage` process holds on (dataset, run) while it runs."""
+    return work_dir() / "locks" / f"{stage}.{dataset}.{run}.lock"
+
+
+def train_staging(dataset: str, run: str) -> Path:
+    """Where a training run writes its logs (and, at the end, its checkpoint) before they replace the tracked ones."""
+    return work_dir() / "staging" / "train" / dataset / run
+
+
+def train_commit(dataset: str, run: str) -> Path:
+    """A finished training's staging folder once complete: moved into place, also by the next run if killed midway."""
+    return work_dir() / "commit" / "train" / dataset / run
+
+
 # data -------------------------------------------------------------------------------------
 def raw_dir(dataset: str) -> Path:
     """What the download stage produces: the dataset's files as published."""

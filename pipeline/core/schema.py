@@ -9,9 +9,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 
 class Strict(BaseModel):
-    """A params block: unknown keys are errors, types are not coerced (a string is not a number)."""
+    """A params block: unknown keys are errors, types are not coerced (a string is not a number), and
+    infinities and NaN are refused wherever a number goes (they would run as nonsense and write invalid JSON)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _budget(value: Any) -> Any:
@@ -31,7 +32,10 @@ def _budget(value: Any) -> Any:
 #: A perturbation budget or step: a float, an int, or a fraction string such as "8/255".
 Budget = Annotated[float, BeforeValidator(_budget)]
 PositiveBudget = Annotated[float, BeforeValidator(_budget), Field(gt=0)]
+#: An L-inf budget in pixel units: images live in [0, 1], so more than 1 is no constraint at all.
+LinfBudget = Annotated[float, BeforeValidator(_budget), Field(gt=0, le=1)]
 NonNegativeBudget = Annotated[float, BeforeValidator(_budget), Field(ge=0)]
+NonNegativeLinfBudget = Annotated[float, BeforeValidator(_budget), Field(ge=0, le=1)]
 #: A float that also accepts an integer literal (YAML writes `64` for 64.0).
 Real = Annotated[float, BeforeValidator(lambda v: float(v) if type(v) is int else v)]
 PositiveReal = Annotated[Real, Field(gt=0)]
@@ -40,10 +44,23 @@ PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
+def budget_limit(norm: str, shape: tuple[int, ...]) -> float:
+    """The largest meaningful budget of a threat model on images of `shape` (C, H, W) in [0, 1]:
+    1 for L-inf, the image diameter sqrt(C*H*W) for L2."""
+    if norm == "linf":
+        return 1.0
+    size = 1
+    for side in shape:
+        size *= side
+    return float(size) ** 0.5
+
+
 def first_error(err: ValidationError, prefix: str = "") -> str:
     """One line naming the first invalid key of a pydantic error and what is allowed."""
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+    errors = err.errors()
+    e = next((x for x in errors if x["type"] == "finite_number"), errors[0])  # inf in a union: say so
+    branches = {"int", "float", "str", "bool"} if len(errors) > 1 else set()  # a union's member tags
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-") and p not in branches)
     key = ".".join(p for p in (prefix, loc) if p)
     if e["type"] == "missing":
         return f"missing key '{key}'"

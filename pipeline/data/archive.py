@@ -16,6 +16,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -122,8 +123,11 @@ def _extract_zip(archive: Path, root: Path, keep, budget: _Budget, advance) -> N
             if info.is_dir():
                 (root / rel).mkdir(parents=True, exist_ok=True)
                 continue
-            with zf.open(info) as src:
-                _write_file(archive, root, rel, src, budget, advance)
+            try:
+                with zf.open(info) as src:
+                    _write_file(archive, root, rel, src, budget, advance)
+            except zlib.error as err:  # a corrupted deflate stream
+                raise UserError(f"{archive}: member {info.filename!r} is damaged ({err})") from None
 
 
 def is_archive(path: Path) -> bool:
@@ -157,7 +161,7 @@ def extract(
             extractor(archive, staging, keep, budget, lambda n: bar.advance(task, n))
         shutil.rmtree(target, ignore_errors=True)
         staging.replace(target)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise UserError(f"{archive}: damaged archive ({err})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

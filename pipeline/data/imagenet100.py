@@ -19,7 +19,7 @@ from pathlib import Path
 from ..core.errors import UserError
 from .images import is_image
 from .registry import DatasetSpec, RawSplits, register
-from .sources import class_folders, env_var, read_manifest, write_manifest
+from .sources import class_folders, env_var, read_manifest, refuse_link, write_manifest
 
 NAME = "imagenet100"
 CLASS_FILE = Path(__file__).with_name("imagenet100_classes.txt")
@@ -63,7 +63,7 @@ def _flat_val(val: Path, table: Path, wanted: list[str]) -> list[tuple[Path, int
             wnid = (row.get("PredictionString") or "").split(" ")[0]
             if wnid in label:
                 path = val / f"{row['ImageId']}.JPEG"
-                if not is_image(path):
+                if not is_image(refuse_link(path, str(table))):
                     raise UserError(f"{table}: lists {path.name}, which is not in {val}")
                 items.append((path, label[wnid]))
     missing = sorted(set(wanted) - {wanted[lab] for _, lab in items})

@@ -17,7 +17,7 @@ import torch
 
 from ..core import paths
 from ..core.errors import UserError
-from ..core.io import load_tensors, save_tensors
+from ..core.io import check_writable, load_tensors, save_tensors
 from ..core.progress import progress
 from .images import RESIZE_RULES, TensorSplit
 from .registry import DATASETS
@@ -39,6 +39,7 @@ def download(name: str, source: str | None = None) -> Path:
     if source and not spec.takes_source:
         raise UserError(f"data.sources.{name}: {name} is not read from a user-supplied source; remove the key")
     out = paths.raw_dir(name)
+    check_writable(out)
     spec.download(out, resolve_source(name, source) if spec.takes_source else None)
     return out
 
@@ -72,6 +73,10 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
     """Read the raw files, resize to `resolution` (None: native size) by rule `resize`, hold out a validation set,
     write shards."""
     spec = DATASETS.get(name, key="dataset")
+    if not paths.raw_dir(name).is_dir():
+        raise UserError(f"{paths.raw_dir(name)}: raw data not found; run `otjr stage download --dataset {name}` "
+                        "(or dvc repro)")
+    check_writable(paths.prepared_dir(name))
     raw = spec.read(paths.raw_dir(name))
     sources = {split: _as_split(s) for split, s in raw.splits.items()}
     natives = {s.native_size() for s in sources.values()}

@@ -71,14 +71,22 @@ def hash_files(files: list[Path], what: str, show_progress: bool | None = None) 
     return digests
 
 
+def refuse_link(path: Path, where: str) -> Path:
+    """`path`, unless it is a symbolic link: a user-supplied folder is read as it is, never followed out of."""
+    if path.is_symlink():
+        raise UserError(f"{where}: {path} is a symbolic link (to {os.readlink(path)!r}); links in a source folder "
+                        "are refused, copy the file in instead")
+    return path
+
+
 def class_folders(folder: Path, classes: list[str], where: str) -> list[tuple[Path, int]]:
-    """(image file, label) for `folder/<class>/*` in class order, files sorted by name."""
+    """(image file, label) for `folder/<class>/*` in class order, files sorted by name; links refused."""
     items = []
     for label, name in enumerate(classes):
-        sub = folder / name
+        sub = refuse_link(folder / name, where)
         if not sub.is_dir():
             raise UserError(f"{where}: class folder {sub} is missing")
-        files = sorted(p for p in sub.iterdir() if is_image(p))
+        files = sorted(p for p in sub.iterdir() if is_image(refuse_link(p, where)))
         if not files:
             raise UserError(f"{where}: class folder {sub} holds no images")
         items += [(p, label) for p in files]

@@ -7,16 +7,57 @@ travel as JSON strings in the safetensors header.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from ..core.errors import UserError
 from ..core.io import load_tensors, save_tensors
+from ..core.schema import first_error
 from .registry import create
 
 FORMAT = "otjr-checkpoint-1"
+
+
+MAX_DEPTH = 16  # nesting of the metadata's JSON; ours is at most 5 deep
+
+
+class _Spec(BaseModel):
+    """The model description a checkpoint must carry: typed, finite, one mean/std per input channel."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    name: str
+    args: dict[str, int | float | str | bool]
+    num_classes: int = Field(ge=1)
+    in_channels: int = Field(ge=1)
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0)]]
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> "_Spec":
+        if not len(self.mean) == len(self.std) == self.in_channels:
+            raise ValueError(f"mean and std need one value per input channel ({self.in_channels})")
+        return self
+
+
+def _depth(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return 1 + max((_depth(c) for c in children), default=0)
+
+
+def check_metadata(path: Path, info: dict[str, Any]) -> None:
+    """Raise `UserError` naming `path` and the key if the checkpoint's metadata is not what `build` needs."""
+    if _depth(info) > MAX_DEPTH:
+        raise UserError(f"{path}: checkpoint metadata is nested more than {MAX_DEPTH} levels deep")
+    try:
+        _Spec.model_validate(info["model"])
+    except ValidationError as err:
+        raise UserError(f"{path}: checkpoint metadata {first_error(err, 'model')}") from None
+    for key in ("dataset", "run"):
+        if key in info and not isinstance(info[key], str):
+            raise UserError(f"{path}: checkpoint metadata '{key}' must be a string (got {info[key]!r})")
 
 
 def model_spec(name: str, args: dict, num_classes: int, in_channels: int, mean, std) -> dict[str, Any]:
@@ -55,6 +96,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     info = {k: v for k, v in metadata.items() if k != "format"}
     if not isinstance(info.get("model"), dict):
         raise UserError(f"{path}: checkpoint metadata lacks the model description")
+    check_metadata(path, info)
     return state, info
 
 

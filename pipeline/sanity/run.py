@@ -8,7 +8,8 @@ from typing import Any
 from ..attacks.run import load_for_dataset, test_subset
 from ..core import paths
 from ..core.device import resolve_device
-from ..core.io import load_tensors, read_json, write_json
+from ..core.io import check_writable, load_tensors, read_json, write_json
+from ..core.lock import run_lock
 from ..core.versions import library_versions
 from ..params import Params
 from .rules import Check, Context, run_rules
@@ -27,7 +28,13 @@ def undefended_record(dataset: str, params: Params) -> dict[str, Any] | None:
 
 
 def sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
-    """Write the verdicts of every rule; returns (path, overall verdict)."""
+    """Write the verdicts of every rule; returns (path, overall verdict). Holds the run's sanity lock."""
+    with run_lock("sanity", dataset, run):
+        check_writable(paths.sanity_result(dataset, run))
+        return _sanity_run(dataset, run, params)
+
+
+def _sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
     record = read_json(paths.attack_result(dataset, run), what="attack result (run the attack stage first)")
     flags, _ = load_tensors(paths.attack_flags(dataset, run), what="attack flags (run the attack stage first)")
     model, _, meta = load_for_dataset(dataset, run)

@@ -2,14 +2,17 @@
 
 SGD with momentum and weight decay, an epoch-wise LR schedule, the method's loss on each
 batch, per-epoch clean / PGD accuracy on held-out images logged through dvclive, a resume
-state after every epoch, and a final safetensors checkpoint. Data stays on the training
-device; shuffling and augmentation happen there. `speed:` in params.yaml picks the speed
+state after every epoch, and a final safetensors checkpoint. One process per run (a lock);
+the tracked logs and the checkpoint change together when training succeeds
+(pipeline/train/results.py). Data stays on the training device; shuffling and
+augmentation happen there. `speed:` in params.yaml picks the speed
 options (pipeline/train/speed.py); under torchrun the processes train one model together
 (pipeline/train/distributed.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ import torch
 from ..core import paths
 from ..core.device import resolve_device
 from ..core.errors import UserError
+from ..core.io import check_writable
+from ..core.lock import run_lock
 from ..core.progress import progress
 from ..core.versions import library_versions
 from ..data import DATASETS, load_meta
@@ -28,7 +33,7 @@ from ..methods.jacobian import jacobian_mode
 from ..models import save_checkpoint
 from ..models.init import initial_model, training_spec
 from ..params import Params
-from . import distributed
+from . import distributed, results
 from .adversary import Adversary
 from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
@@ -72,13 +77,17 @@ def fit(dataset: str, run: Run, params: Params, *, resume: bool = True, show_pro
     rank 0 writes the logs, the resume state and the checkpoint.
     """
     ranks = distributed.from_environment()
-    device = distributed.start(ranks, resolve_device(params.device))
-    try:
-        out = _fit(dataset, run, params, ranks, device, resume, show_progress if ranks.main else False)
-        distributed.barrier(ranks)  # leave together: a rank tearing down gloo while another still talks aborts
-        return out
-    finally:
-        distributed.stop(ranks)
+    with run_lock("train", dataset, run.name) if ranks.main else contextlib.nullcontext():
+        if ranks.main:
+            check_writable(paths.checkpoint(dataset, run.name), paths.train_log_dir(dataset, run.name))
+            results.place(dataset, run.name)  # a run killed while placing its results: finish that first
+        device = distributed.start(ranks, resolve_device(params.device))
+        try:
+            out = _fit(dataset, run, params, ranks, device, resume, show_progress if ranks.main else False)
+            distributed.barrier(ranks)  # leave together: a rank tearing down gloo while another still talks aborts
+            return out
+        finally:
+            distributed.stop(ranks)
 
 
 def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, device: torch.device, resume: bool,
@@ -134,8 +143,9 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
 
     live = None
     if ranks.main:
-        live = Live(str(paths.train_log_dir(dataset, run.name)), dvcyaml=None, save_dvc_exp=False, report=None)
-        for record in history:  # DVC removes outputs before a stage runs: replay what was logged
+        logs = results.begin(dataset, run.name)  # tracked logs change only when training succeeds
+        live = Live(str(logs), dvcyaml=None, save_dvc_exp=False, report=None)
+        for record in history:  # a resumed run's logs are rebuilt from its history, as if never stopped
             _log(live, record)
 
     train_seconds = sum(r["seconds"] for r in history)
@@ -186,8 +196,7 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
         "device": str(device),
         "versions": library_versions(),
     }
-    save_checkpoint(out, model.cpu(), mspec, info)
-    state_path.unlink(missing_ok=True)
+    results.commit(dataset, run.name, lambda path: save_checkpoint(path, model.cpu(), mspec, info))
     return out
 
 

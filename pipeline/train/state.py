@@ -65,7 +65,10 @@ def save_state(
     save_tensors(
         path,
         tensors,
-        {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, "history": history, "meta": meta},
+        # records as [key, value] pairs: the header's JSON is key-sorted, and the logs a resume rebuilds
+        # from them must list the metrics in the order an unbroken run logged them
+        {"format": FORMAT, "fingerprint": fingerprint, "epoch": epoch,
+         "history": [[[k, v] for k, v in r.items()] for r in history], "meta": meta},
     )
 
 
@@ -111,4 +114,5 @@ def load_state(
         torch.cuda.set_rng_state_all(cuda)
     if restore_rng is not None:
         restore_rng(tensors)
-    return ResumeState(epoch=int(metadata["epoch"]), history=list(metadata["history"]))
+    history = [dict(r) if isinstance(r, list) else r for r in metadata["history"]]
+    return ResumeState(epoch=int(metadata["epoch"]), history=history)
