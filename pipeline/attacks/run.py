@@ -33,6 +33,13 @@ def evaluation_precision(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def evaluation_label(precision: str, device: torch.device) -> str:
+    """How the record names the evaluation's arithmetic (fp32 is the paper's protocol)."""
+    if precision == "bf16":
+        return "bf16 autocast of the model's forward passes, fp32 logits and attack arithmetic"
+    return "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else "")
+
+
 def load_for_dataset(dataset: str, run: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """The run's checkpoint and the dataset's metadata; a model for another task is an error."""
     path = paths.checkpoint(dataset, run)
@@ -65,7 +72,7 @@ def attack_run(dataset: str, run: str, params: Params, show_progress: bool | Non
     with progress(show_progress) as bar:
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
         evaluation = evaluate(model.float(), x.float(), y, attacks, params.attack.batch_size, params.seed,
-                              on_attack=lambda name: bar.advance(task))
+                              on_attack=lambda name: bar.advance(task), precision=params.attack.precision)
     record = {
         "dataset": dataset,
         "run": run,
@@ -74,7 +81,7 @@ def attack_run(dataset: str, run: str, params: Params, show_progress: bool | Non
         "subset": subset,
         "seed": params.seed,
         "device": str(device),
-        "evaluation": {"precision": "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else ""),
+        "evaluation": {"precision": evaluation_label(params.attack.precision, device),
                        "batch_size": params.attack.batch_size,
                        "note": "data cut to the first n test images; every attack at its configured budget"},
         "versions": library_versions(),
