@@ -9,7 +9,8 @@ image-passes it spends through the model are counted.
 
 `precision="bf16"` (params `attack.precision`, opt-in; the paper's protocol is fp32) runs
 the model's forward passes under bf16 autocast with fp32 logits, so every attack's own
-arithmetic (steps, projections, losses, Square's margins) stays fp32 (docs/benchmarks.md
+arithmetic (steps, projections, losses) stays fp32; attacks marked `fp32_only` (FAB, FAB-T,
+Square, DeepFool: bf16 logits weakened them) keep the fp32 model (docs/benchmarks.md
 measures the verdicts that change against fp32).
 """
 
@@ -128,17 +129,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[A
              seed: int = 0, on_attack=None, precision: str = "fp32") -> Evaluation:
     """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode).
 
-    Under bf16 the clean predictions too come from the bf16 forward: the verdicts are those
-    of the model that is attacked.
+    Under bf16 the clean predictions stay fp32 (the clean row is the paper protocol's), the
+    attacks run on the bf16 forward and their verdicts are its predictions; `fp32_only`
+    attacks run on the fp32 model as without the option.
     """
     counted = model if isinstance(model, CountingModel) else CountingModel(model)
-    if precision != "fp32":
-        counted = CountingModel(in_precision(counted.model, precision, x.device))
+    fast = CountingModel(in_precision(counted.model, precision, x.device)) if precision != "fp32" else counted
     with frozen(counted):
         result = Evaluation(clean=predict(counted, x, batch_size) == y)
         result.clean_passes = _passes(counted)
         for attack in attacks:
-            result.outcomes[attack.name] = run_attack(counted, attack, x, y, result.clean, batch_size, seed)
+            on = counted if attack.fp32_only else fast
+            result.outcomes[attack.name] = run_attack(on, attack, x, y, result.clean, batch_size, seed)
             if on_attack:
                 on_attack(attack.name)
     return result

@@ -33,11 +33,14 @@ def evaluation_precision(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def evaluation_label(precision: str, device: torch.device) -> str:
+def evaluation_label(precision: str, device: torch.device, attacks: list[Attack]) -> str:
     """How the record names the evaluation's arithmetic (fp32 is the paper's protocol)."""
+    fp32 = "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else "")
     if precision == "bf16":
-        return "bf16 autocast of the model's forward passes, fp32 logits and attack arithmetic"
-    return "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else "")
+        kept = ", ".join(a.name for a in attacks if a.fp32_only) or "none"
+        return (f"bf16 autocast of the model's forward passes (clean predictions and {kept}: {fp32}), "
+                "fp32 logits and attack arithmetic")
+    return fp32
 
 
 def load_for_dataset(dataset: str, run: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
@@ -81,7 +84,7 @@ def attack_run(dataset: str, run: str, params: Params, show_progress: bool | Non
         "subset": subset,
         "seed": params.seed,
         "device": str(device),
-        "evaluation": {"precision": evaluation_label(params.attack.precision, device),
+        "evaluation": {"precision": evaluation_label(params.attack.precision, device, attacks),
                        "batch_size": params.attack.batch_size,
                        "note": "data cut to the first n test images; every attack at its configured budget"},
         "versions": library_versions(),
