@@ -29,7 +29,7 @@ from pipeline.train.step import make_step
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-CUDA = torch.device("cuda")
+CUDA = torch.device("cuda", 0)
 ADVERSARY = Adversary(8 / 255, 2 / 255, 3)
 #: (speed options, loss rtol, gradient cosine at least): fp32 options differ by kernel rounding only
 OPTIONS = [
@@ -142,3 +142,75 @@ def test_torchrun_trains_with_nccl(digits, processes):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _, info = load_tensors(digits / "models" / "digits" / "otjr.safetensors")
     assert info["device"].startswith("cuda") and info["settings"]["processes"] == processes
+
+
+class _OneRankGroup:
+    """Ranks of a one-process NCCL group that takes the distributed code paths (DDP, collectives)."""
+
+    def __init__(self):
+        from pipeline.train.distributed import Ranks
+
+        class Forced(Ranks):
+            @property
+            def distributed(self) -> bool:
+                return True
+
+        self.ranks = Forced(0, 1, 0)
+
+
+def _train_steps(ranks, run_name: str = "otjr-lbgat", steps: int = 3):
+    """A few trainer steps of `run_name` on CUDA with `ranks` (the pieces `fit` uses)."""
+    from pipeline.methods import ADDONS, AddOnSetup, parse_run
+    from pipeline.train import distributed
+    from pipeline.train.batches import Batches
+
+    params = load_params(REPO / "params.yaml")
+    run = parse_run(run_name)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g, device="cpu").to(CUDA)
+    labels = torch.randint(0, 10, (64,), generator=g, device="cpu").to(CUDA)
+    new_model = lambda: create("small_cnn", num_classes=10, in_channels=1, width=4).to(CUDA)  # noqa: E731
+    torch.manual_seed(0)
+    model = new_model()
+    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    method = METHODS.get(run.method)(params.for_method(run.method), Setup(Adversary(0.1, 0.03, 2), 10))
+    addon = ADDONS.get(run.addons[0])(params.for_addon(run.addons[0]),
+                                      AddOnSetup(model, optimizer, new_model,
+                                                 lambda t: distributed.mean_over_ranks(t, ranks)))
+    step = make_step(model, optimizer, method, addon, ranks=ranks, device=CUDA)
+    step.start_epoch(0, 0.05)
+    torch.manual_seed(1)
+    for i, (x, y) in enumerate(Batches(images, labels, 16, "crop_flip", ranks).epoch(0, 0)):
+        if i < steps:
+            step(x, y)
+    return model
+
+
+def test_nccl_collectives_and_ddp_on_one_gpu():
+    """NCCL as the trainer drives it, in a one-process group: the same weights as without it."""
+    import socket
+
+    import torch.distributed as dist
+
+    from pipeline.train import distributed
+    from pipeline.train.distributed import SINGLE
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                            device_id=CUDA)
+    try:
+        ranks = _OneRankGroup().ranks
+        ddp = _train_steps(ranks)
+        states = distributed.rng_states(ranks, CUDA)
+        assert {"rng.rank.0.cpu", "rng.rank.0.cuda"} <= set(states)
+        distributed.restore_rng(states, ranks, CUDA)
+        assert distributed.same_everywhere(distributed.weights_digest(ddp), ranks, CUDA)
+        mean = distributed.mean_over_ranks([torch.ones(3, device=CUDA)], ranks)[0]
+        assert mean.device.type == "cuda" and torch.equal(mean, torch.ones(3, device=CUDA))
+    finally:
+        dist.destroy_process_group()
+    single = _train_steps(SINGLE)
+    for (name, a), b in zip(ddp.named_parameters(), single.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
