@@ -123,3 +123,17 @@ def test_attack_suite_sanity_and_analyses(digits):
             api.attack("digits", run)
             api.sanity("digits", run)
         api.analyze("digits")
+
+
+def test_the_training_step_benchmark_and_the_gpu_checks_attack_section(params, tmp_path):
+    """`otjr bench` (fast and reference paths) and gpu_check's attack throughput, at toy size."""
+    from pipeline.benchmark import gpu_check
+    from pipeline.benchmark.run import ModelChoice, bench
+
+    with misplaced_factories():
+        result = bench([ModelChoice("small_cnn", {"width": 4}, (1, 8, 8))], ["pgd_at", "otjr"], ["fast", "reference"],
+                       ["exact", "finite_difference"], params.speed, params, torch.device("cpu"), batch_size=4,
+                       steps=1, warmup=0)
+        assert len(result["rows"]) == 5
+        throughput = gpu_check.suite_throughput(tmp_path, gpu_check.TINY, torch.device("cpu"))
+    assert set(throughput["bf16"]["attacks"]) == set(throughput["suite"])
