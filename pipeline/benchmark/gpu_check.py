@@ -269,9 +269,45 @@ def check(out: Path, tiny: bool | None = None, sections: list[str] | None = None
         print(f"gpu_check: {name} {'ok' if entry['ok'] else 'FAILED'} in {entry['seconds']} s", file=sys.stderr, flush=True)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["ok"] = all(s["ok"] for s in result["sections"].values())
+    result["targets"] = targets(result["sections"])
     write_json(out / "gpu_check.json", result)
     (out / "gpu_check.md").write_text(markdown(result))
     return result
+
+
+#: The issue's GPU targets (H100/H200, WRN-34-10): (what, limit, "max" or "min").
+TARGETS = {
+    "PGD-AT s per CIFAR-10 epoch": (45.0, "max"),
+    "OTJR s per CIFAR-10 epoch": (55.0, "max"),
+    "fast / reference, PGD-AT step": (3.0, "min"),
+    "fast / reference, OTJR step": (3.0, "min"),
+    "Table 2 row minutes, bf16 path, half robust": (20.0, "max"),
+}
+
+
+def targets(sections: dict[str, Any]) -> dict[str, Any]:
+    """Each target with the measured value and whether it is met (None where its section failed or did not run)."""
+    def get(name, *keys):
+        entry = sections.get(name)
+        if not entry or not entry.get("ok"):
+            return None
+        for k in keys:
+            entry = entry.get(k) if isinstance(entry, dict) else None
+        return entry
+
+    values = {
+        "PGD-AT s per CIFAR-10 epoch": get("training", "pgd_at", "seconds_per_cifar_epoch"),
+        "OTJR s per CIFAR-10 epoch": get("training", "otjr", "seconds_per_cifar_epoch"),
+        "fast / reference, PGD-AT step": get("bench", "ratios", "reference/fast pgd_at (wall)"),
+        "fast / reference, OTJR step": get("bench", "ratios", "reference/fast otjr (wall)"),
+        "Table 2 row minutes, bf16 path, half robust": get("attacks", "bf16", "table2_row_minutes_half_robust"),
+    }
+    out = {}
+    for name, (limit, kind) in TARGETS.items():
+        v = values[name]
+        met = None if v is None else (v <= limit if kind == "max" else v >= limit)
+        out[name] = {"value": v, "limit": limit, "kind": kind, "met": met}
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -311,7 +347,12 @@ def markdown(result: dict[str, Any]) -> str:
                           f"fp32 {entry['fp32']['table2_row_minutes_half_robust']} min, "
                           f"bf16 {entry['bf16']['table2_row_minutes_half_robust']} min"]
         lines.append("")
-    return "\n".join(lines)
+    lines += ["## targets (meaningful in full mode only)", "", "| target | limit | measured | met |", "|---|---:|---:|---|"]
+    for name, t in result["targets"].items():
+        bound = f"{'<=' if t['kind'] == 'max' else '>='} {t['limit']:g}"
+        met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {name} | {bound} | {t['value'] if t['value'] is not None else '-'} | {met} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
