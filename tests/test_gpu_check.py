@@ -58,3 +58,15 @@ def test_reduced_budgets_cut_every_iteration_count_and_nothing_else():
 def test_an_unknown_section_is_an_error(tmp_path, capsys):
     assert gpu_check.main([str(tmp_path), "--sections", "bench,nope"]) == 2
     assert "--sections" in capsys.readouterr().err
+
+
+def test_targets_compare_each_measured_value_with_its_limit():
+    sections = {"training": {"ok": True, "pgd_at": {"seconds_per_cifar_epoch": 44.0},
+                             "otjr": {"seconds_per_cifar_epoch": 60.0}},
+                "bench": {"ok": False},
+                "attacks": {"ok": True, "bf16": {"table2_row_minutes_half_robust": 19.5}}}
+    t = gpu_check.targets(sections)
+    assert t["PGD-AT s per CIFAR-10 epoch"]["met"] is True
+    assert t["OTJR s per CIFAR-10 epoch"]["met"] is False
+    assert t["fast / reference, PGD-AT step"] == {"value": None, "limit": 3.0, "kind": "min", "met": None}
+    assert t["Table 2 row minutes, bf16 path, half robust"]["met"] is True
