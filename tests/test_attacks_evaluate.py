@@ -252,6 +252,7 @@ def test_bf16_path_attacks_through_autocast_but_keeps_clean_and_fp32_only_attack
         assert set(dtypes) == {torch.float32}
     finally:
         handle.remove()
+    assert not model.training  # left in eval mode, as it came
     assert torch.equal(bf16.clean, fp32.clean) and torch.equal(square.clean, fp32.clean)
     assert torch.equal(square.outcomes["square"].robust, fp32.outcomes["square"].robust)  # the same run as fp32
     assert bf16.outcomes["pgd20"].passes.forward > 0  # counted on the bf16 model too

@@ -122,7 +122,8 @@ def in_precision(model: nn.Module, precision: str, device: torch.device) -> nn.M
         return model
     if precision != "bf16":
         raise ValueError(f"attack.precision: expected fp32 or bf16, got {precision!r}")
-    return forward_of(model, Speed(device.type, autocast=torch.bfloat16))
+    wrapped = forward_of(model, Speed(device.type, autocast=torch.bfloat16))
+    return wrapped.train(model.training)  # a new module says 'training'; propagating that would flip `model`
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
