@@ -193,6 +193,7 @@ class _AttackCore(Strict):
     n: PositiveInt
     batch_size: PositiveInt
     suite: list[str] = Field(min_length=1)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 (the paper's protocol) or bf16 autocast")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class AttackParams:
     batch_size: int
     suite: tuple[str, ...]
     settings: dict[str, BaseModel]  # attack name -> its validated hyper-parameters
+    precision: str = "fp32"  # model forwards of the evaluation: fp32 or bf16 autocast (pipeline/attacks/evaluate.py)
 
 
 @dataclass(frozen=True)
@@ -348,4 +350,5 @@ def _load_attack(block: Any, path: Path, registry) -> AttackParams:
             )
         if name not in settings:
             raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
-    return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings)
+    return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings,
+                        precision=core.precision)

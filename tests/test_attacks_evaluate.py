@@ -105,6 +105,7 @@ def test_summary_records_settings_passes_and_worst_case():
     ({"attack.pgd20.eps": "-8/255"}, "'attack.pgd20.eps'"),
     ({"attack.fgsm.norm": "l2"}, "'attack.fgsm.norm'"),
     ({"attack.simba.norm": "l1"}, "'attack.simba.norm'"),
+    ({"attack.precision": "fp16"}, "'attack.precision'"),
 ])
 def test_bad_attack_settings_are_one_line_errors(project, override, message):
     write_params(project, override)
@@ -229,3 +230,30 @@ def test_l2_projection_stays_in_the_ball_after_float32_rounding():
     assert (l2_norms((projected - x).double()) > 0.5 + 5e-7).any(), "rounding overshoots without the fit"
     fitted = fit_l2(x, projected, 0.5)
     assert (l2_norms((fitted - x).double()) <= 0.5 + 5e-7).all()
+
+
+def test_bf16_path_attacks_through_autocast_but_keeps_clean_and_fp32_only_attacks_in_fp32():
+    """attack.precision: bf16 — the model's convolutions see bf16 for PGD, fp32 for the clean pass and Square."""
+    data = digits()
+    model = trained("pgd_at")
+    x, y = data.x_test[:32], data.y_test[:32]
+    dtypes: list[torch.dtype] = []
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    handle = conv.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    try:
+        attacks = suite("pgd20", "square")
+        assert not attacks[0].fp32_only and attacks[1].fp32_only
+        fp32 = evaluate(model, x, y, attacks, 256, 0)
+        dtypes.clear()
+        bf16 = evaluate(model, x, y, attacks[:1], 256, 0, precision="bf16")
+        assert dtypes[0] == torch.float32 and set(dtypes[1:]) == {torch.bfloat16}  # clean pass, then PGD's passes
+        dtypes.clear()
+        square = evaluate(model, x, y, attacks[1:], 256, 0, precision="bf16")
+        assert set(dtypes) == {torch.float32}
+    finally:
+        handle.remove()
+    assert not model.training  # left in eval mode, as it came
+    assert torch.equal(bf16.clean, fp32.clean) and torch.equal(square.clean, fp32.clean)
+    assert torch.equal(square.outcomes["square"].robust, fp32.outcomes["square"].robust)  # the same run as fp32
+    assert bf16.outcomes["pgd20"].passes.forward > 0  # counted on the bf16 model too
+    assert (bf16.outcomes["pgd20"].robust & ~bf16.clean).sum() == 0

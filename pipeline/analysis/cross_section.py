@@ -17,8 +17,8 @@ from ..attacks.evaluate import predict
 def plane(delta: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthonormal (u, v): u along `delta` (a random direction if `delta` is zero), v random and orthogonal to u."""
     flat = delta.flatten().double()
-    r1 = torch.randn(flat.numel(), generator=generator, dtype=torch.float64)
-    r2 = torch.randn(flat.numel(), generator=generator, dtype=torch.float64)
+    r1 = torch.randn(flat.numel(), generator=generator, dtype=torch.float64, device=generator.device)
+    r2 = torch.randn(flat.numel(), generator=generator, dtype=torch.float64, device=generator.device)
     u = flat if float(flat.norm()) > 0 else r1
     u = u / u.norm()
     v = r2 - (r2 @ u) * u
@@ -29,7 +29,7 @@ def plane(delta: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor
 def grid_coordinates(radius: float, resolution: int) -> torch.Tensor:
     """`resolution` evenly spaced coordinates in [-radius, radius]; the middle one is exactly 0."""
     half = resolution // 2
-    return torch.arange(-half, half + 1, dtype=torch.float64) * (radius / half)
+    return torch.arange(-half, half + 1, dtype=torch.float64, device="cpu") * (radius / half)
 
 
 def decision_grid(model: nn.Module, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, coords: torch.Tensor,

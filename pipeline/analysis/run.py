@@ -66,7 +66,7 @@ def mean_ignoring_nan(values: list[float]) -> float | None:
 
 def median_ignoring_nan(values: list[float]) -> float | None:
     finite = sorted(v for v in values if not math.isnan(v))
-    return float(torch.tensor(finite, dtype=torch.float64).median()) if finite else None
+    return float(torch.tensor(finite, dtype=torch.float64, device="cpu").median()) if finite else None
 
 
 def analyze_run(model, x, y, images: list[int], params: Params) -> dict[str, Any]:

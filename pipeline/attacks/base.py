@@ -35,6 +35,10 @@ class Attack(ABC):
     #: Weaker siblings on the same threat model: accuracy under this attack should not exceed
     #: theirs beyond sampling tolerance (the suite test checks this for every registered attack).
     at_least_as_strong_as: ClassVar[tuple[str, ...]] = ()
+    #: Runs on the fp32 model even under `attack.precision: bf16`: its result depends on logit
+    #: differences below bf16's resolution (FAB's and DeepFool's linearisation, Square's
+    #: accept/reject of a query), which measurably weakened it (docs/benchmarks.md).
+    fp32_only: ClassVar[bool] = False
 
     def __init__(self, params: Strict, num_classes: int, seed: int = 0):
         if num_classes < self.min_classes:

@@ -53,6 +53,7 @@ class Square(Attack):
     """Square attack (Andriushchenko et al. 2020): random square updates on the margin loss."""
 
     name = "square"
+    fp32_only = True  # see Attack.fp32_only
     Params = SquareParams
     implementation = "torchattacks.Square"
     access = "black-box"

@@ -159,6 +159,7 @@ class FAB(Attack):
     """Untargeted FAB (Croce & Hein 2020)."""
 
     name = "fab"
+    fp32_only = True  # see Attack.fp32_only
     Params = FABParams
     implementation = "torchattacks.FAB"
 
@@ -177,6 +178,7 @@ class FABTargeted(Attack):
     """Targeted FAB over the top n_target_classes other classes (AutoAttack's FAB-T)."""
 
     name = "fab_t"
+    fp32_only = True  # see Attack.fp32_only
     Params = FABTParams
     implementation = "torchattacks.FAB"
 
@@ -236,6 +238,7 @@ class DeepFool(Attack):
     """DeepFool (Moosavi-Dezfooli et al. 2016); accuracy at the L2 budget, median distance recorded."""
 
     name = "deepfool"
+    fp32_only = True  # see Attack.fp32_only
     Params = DeepFoolParams
     implementation = "pipeline.attacks.boundary"
 

@@ -6,6 +6,12 @@ budget, NaN) as it is produced; per-example robust flags are kept so the worst c
 attacks is exact. Each attack runs in its own forked, freshly seeded RNG, so its result
 depends neither on the attacks before it nor on the caller's random stream, and the
 image-passes it spends through the model are counted.
+
+`precision="bf16"` (params `attack.precision`, opt-in; the paper's protocol is fp32) runs
+the model's forward passes under bf16 autocast with fp32 logits, so every attack's own
+arithmetic (steps, projections, losses) stays fp32; attacks marked `fp32_only` (FAB, FAB-T,
+Square, DeepFool: bf16 logits weakened them) keep the fp32 model (docs/benchmarks.md
+measures the verdicts that change against fp32).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 from torch import nn
 
 from ..train.adversary import frozen
+from ..train.speed import Speed, forward_of
 from .base import Attack
 from .counting import CountingModel, Passes, isolated_rng
 
@@ -109,15 +116,32 @@ def _passes(model: nn.Module) -> Passes:
     return Passes(p.forward, p.backward) if p is not None else Passes()
 
 
+def in_precision(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
+    """`model` itself for fp32; for bf16 its forward under autocast, returning fp32 logits."""
+    if precision == "fp32":
+        return model
+    if precision != "bf16":
+        raise ValueError(f"attack.precision: expected fp32 or bf16, got {precision!r}")
+    wrapped = forward_of(model, Speed(device.type, autocast=torch.bfloat16))
+    return wrapped.train(model.training)  # a new module says 'training'; propagating that would flip `model`
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
-             seed: int = 0, on_attack=None) -> Evaluation:
-    """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode)."""
+             seed: int = 0, on_attack=None, precision: str = "fp32") -> Evaluation:
+    """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode).
+
+    Under bf16 the clean predictions stay fp32 (the clean row is the paper protocol's), the
+    attacks run on the bf16 forward and their verdicts are its predictions; `fp32_only`
+    attacks run on the fp32 model as without the option.
+    """
     counted = model if isinstance(model, CountingModel) else CountingModel(model)
+    fast = CountingModel(in_precision(counted.model, precision, x.device)) if precision != "fp32" else counted
     with frozen(counted):
         result = Evaluation(clean=predict(counted, x, batch_size) == y)
         result.clean_passes = _passes(counted)
         for attack in attacks:
-            result.outcomes[attack.name] = run_attack(counted, attack, x, y, result.clean, batch_size, seed)
+            on = counted if attack.fp32_only else fast
+            result.outcomes[attack.name] = run_attack(on, attack, x, y, result.clean, batch_size, seed)
             if on_attack:
                 on_attack(attack.name)
     return result

@@ -34,6 +34,16 @@ def evaluation_precision(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def evaluation_label(precision: str, device: torch.device, attacks: list[Attack]) -> str:
+    """How the record names the evaluation's arithmetic (fp32 is the paper's protocol)."""
+    fp32 = "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else "")
+    if precision == "bf16":
+        kept = ", ".join(a.name for a in attacks if a.fp32_only) or "none"
+        return (f"bf16 autocast of the model's forward passes (clean predictions and {kept}: {fp32}), "
+                "fp32 logits and attack arithmetic")
+    return fp32
+
+
 def load_for_dataset(dataset: str, run: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """The run's checkpoint and the dataset's metadata; a model for another task is an error."""
     path = paths.checkpoint(dataset, run)
@@ -74,7 +84,7 @@ def _attack_run(dataset: str, run: str, params: Params, show_progress: bool | No
     with progress(show_progress) as bar:
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
         evaluation = evaluate(model.float(), x.float(), y, attacks, params.attack.batch_size, params.seed,
-                              on_attack=lambda name: bar.advance(task))
+                              on_attack=lambda name: bar.advance(task), precision=params.attack.precision)
     record = {
         "dataset": dataset,
         "run": run,
@@ -83,7 +93,7 @@ def _attack_run(dataset: str, run: str, params: Params, show_progress: bool | No
         "subset": subset,
         "seed": params.seed,
         "device": str(device),
-        "evaluation": {"precision": "fp32" + (" (TF32 matmuls)" if device.type == "cuda" else ""),
+        "evaluation": {"precision": evaluation_label(params.attack.precision, device, attacks),
                        "batch_size": params.attack.batch_size,
                        "note": "data cut to the first n test images; every attack at its configured budget"},
         "versions": library_versions(),

@@ -118,8 +118,8 @@ def _time(case: Case, device: torch.device, record: bool) -> None:
 def _cases(choice: ModelChoice, methods: list[str], paths: list[str], jacobians: list[str], speed: SpeedParams,
            params: Params, classes: int, batch_size: int, device: torch.device, seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch_size, *choice.shape, generator=g).to(device)
-    y = torch.randint(0, classes, (batch_size,), generator=g).to(device)
+    x = torch.rand(batch_size, *choice.shape, generator=g, device="cpu").to(device)  # the same data on any device
+    y = torch.randint(0, classes, (batch_size,), generator=g, device="cpu").to(device)
     adv = params.adversary
     adversary = Adversary(adv.eps, adv.step, adv.steps)
     t = params.train

@@ -28,7 +28,7 @@ DEVICE_SHARE = 0.4
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The permutation of the training rows used in 0-based `epoch` (CPU generator: same on every device)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
+    return torch.randperm(n, generator=g, device="cpu")
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -66,7 +66,7 @@ class _Rows(torch.utils.data.Dataset):
         return len(self.reader)
 
     def __getitem__(self, rows):
-        rows = torch.as_tensor(rows)
+        rows = torch.as_tensor(rows, device="cpu")
         return self.reader.rows(rows), self.reader.labels[rows]
 
 
@@ -75,7 +75,7 @@ class _EpochBatches(torch.utils.data.Sampler):
 
     def __init__(self, n: int, batch_size: int, ranks: Ranks = SINGLE):
         self.n, self.batch_size, self.ranks = n, batch_size, ranks
-        self.order = torch.arange(n)
+        self.order = torch.arange(n, device="cpu")  # read by the main process
 
     def __len__(self) -> int:
         return num_batches(self.n, self.batch_size)

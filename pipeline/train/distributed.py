@@ -186,7 +186,7 @@ def restore_rng(tensors: dict[str, torch.Tensor], ranks: Ranks, device: torch.de
 
 def same_everywhere(value: int, ranks: Ranks, device: torch.device) -> bool:
     """Whether every rank holds the same integer."""
-    values = all_gather(torch.tensor([value], dtype=torch.int64), ranks, device)
+    values = all_gather(torch.tensor([value], dtype=torch.int64, device="cpu"), ranks, device)
     return all(int(v) == value for v in values)
 
 
