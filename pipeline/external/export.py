@@ -45,6 +45,7 @@ def model_info(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if "autoattack" not in record or "clean" not in record:
         raise UserError(f"{where}: no AutoAttack result (add autoattack to attack.suite and attack the run)")
     aa = record["autoattack"]
+    settings = aa.get("params", {})
     threat_model = THREAT_MODELS.get(str(aa.get("norm")))
     if threat_model is None:
         raise UserError(f"{where}: AutoAttack norm {aa.get('norm')!r} has no RobustBench threat model (linf, l2)")
@@ -60,11 +61,11 @@ def model_info(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "dataset": record["dataset"],
         "venue": "",
         "architecture": arch,
-        "eps": eps_text(float(aa["eps"]), threat_model),
+        "eps": eps_text(float(settings["eps"]), threat_model),
         "clean_acc": f"{record['clean']['accuracy']:.2f}",
         "reported": "",
         "autoattack_acc": f"{aa['accuracy']:.2f}",
-        "footnote": (f"AutoAttack ({aa.get('version', 'standard')}) by otjr-pipeline on the {record['subset']} "
+        "footnote": (f"AutoAttack ({settings.get('version', 'standard')} version) by otjr-pipeline on the {record['subset']} "
                      f"(n = {record['n']}, seed {record['seed']})."),
     }
     return info, threat_model
