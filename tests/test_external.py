@@ -123,6 +123,27 @@ def test_state_dicts_evaluate_to_the_same_records_as_our_format(reference, tmp_p
     assert "training log: ext-" not in report
 
 
+def test_readme_example_plain_pytorch_script_then_otjr_evaluate(digits):
+    """docs/examples/train_plain_pytorch.py's checkpoint (DataParallel keys under 'state_dict') evaluates."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    write_params(digits, {**SMALL, "model.args.width": 16, "attack.suite": ["fgsm", "pgd20"]})
+    script = REPO / "docs" / "examples" / "train_plain_pytorch.py"
+    trained = subprocess.run([sys.executable, str(script), "plain.pt", "--epochs", "2"], cwd=digits,
+                             capture_output=True, text=True, check=True)
+    assert "-> plain.pt" in trained.stdout
+    proc = run_cli("evaluate", "plain.pt", "--dataset", "digits", "--arch", "small_cnn", "--arch-args",
+                   '{"width": 16}', "--mean", "0.306", "--std", "0.376", cwd=digits, check=True)
+    record = read_json(paths.attack_result("digits", "plain"))
+    assert f"evaluated plain@digits (n = 16): clean {record['clean']['accuracy']:.1f}" in proc.stdout
+    assert record["clean"]["accuracy"] > 50  # two epochs on clean digits: far above chance
+    assert record["external"]["architecture"]["mean"] == [0.306]
+    assert paths.sanity_result("digits", "plain").is_file() and paths.external_analysis("digits", "plain").is_file()
+
+
 def test_export_robustbench_model_info_validates(reference):
     from pipeline.external.export import FIELDS, validate
 

@@ -81,14 +81,19 @@ def is_pipeline_checkpoint(path: Path) -> bool:
         return False  # not ours: read_state_dict gives the one-line error if it is unreadable
 
 
+def refuse_architecture_flags(source: Source, why: str) -> None:
+    """--arch / --arch-args / --mean / --std where the model brings its own: one line naming them."""
+    given = [flag for flag, v in (("--arch", source.arch), ("--arch-args", source.arch_args), ("--mean", source.mean),
+                                  ("--std", source.std)) if v]
+    if given:
+        raise UserError(f"{why}; drop {', '.join(given)}")
+
+
 def pipeline_checkpoint(path: Path, dataset: str, meta: dict, source: Source) -> tuple[Any, dict, dict]:
     """(model, info, origin) of a checkpoint this pipeline wrote: it names its own architecture."""
     from ..models import load_checkpoint
 
-    given = [flag for flag, v in (("--arch", source.arch), ("--mean", source.mean), ("--std", source.std)) if v]
-    if given:
-        raise UserError(f"{path}: a checkpoint of this pipeline names its architecture and normalisation; "
-                        f"drop {', '.join(given)}")
+    refuse_architecture_flags(source, f"{path}: a checkpoint of this pipeline names its architecture and normalisation")
     model = load_checkpoint(path)
     check_task(path, model.checkpoint_info, dataset, meta)
     return model, model.checkpoint_info, {"source": "checkpoint", "format": "otjr-checkpoint"}
@@ -125,9 +130,7 @@ def robustbench_model(dataset: str, meta: dict, source: Source) -> tuple[Any, di
     """(model, info, origin) of a RobustBench zoo model, built by the zoo's own constructor."""
     from .robustbench import load_zoo_model, weights_path
 
-    given = [flag for flag, v in (("--arch", source.arch), ("--mean", source.mean), ("--std", source.std)) if v]
-    if given:
-        raise UserError(f"--robustbench: the zoo's constructor sets architecture and normalisation; drop {', '.join(given)}")
+    refuse_architecture_flags(source, "--robustbench: the zoo's constructor sets architecture and normalisation")
     model_dir = Path(source.model_dir) if source.model_dir else paths.root() / "models" / "robustbench"
     model = load_zoo_model(source.robustbench, dataset, source.threat_model, model_dir)
     arch = f"robustbench/{source.robustbench}"
@@ -166,8 +169,9 @@ def external_subject(dataset: str, source: Source, params: Params, name: str | N
         with torch.no_grad():
             classes = model.float().eval()(torch.rand(1, *meta["shape"])).shape[-1]
     except RuntimeError as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise UserError(f"{checkpoint}: the model cannot take {dataset} images {meta['shape']} ({first})") from None
+        from .weights import first_line
+
+        raise UserError(f"{checkpoint}: the model cannot take {dataset} images {meta['shape']} ({first_line(err)})") from None
     if classes != meta["num_classes"]:
         raise UserError(f"{checkpoint}: model outputs {classes} classes but dataset {dataset} has {meta['num_classes']}")
     return Subject(dataset, run, model.eval(), info, meta, checkpoint, origin)

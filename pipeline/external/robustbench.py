@@ -98,10 +98,11 @@ def load_zoo_model(name: str, dataset: str, threat_model: str, model_dir: Path) 
     except Exception as err:  # the zoo raises whatever its download, unpickler or state dict raises
         import pickle
 
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        from .weights import first_line, refused
+
+        first = first_line(err, 200)
         if isinstance(err, pickle.UnpicklingError):
-            raise UserError(f"{path}: refused: loading it needs full unpickling, which could run code "
-                            f"(only torch.load(weights_only=True) is used) [{first}]") from None
+            raise refused(path, err) from None
         if not path.is_file():
             raise UserError(f"{path}: weights not found and RobustBench's download failed ({first}); "
                             f"put the file there (model_dir/<dataset>/<threat model>/<name>.pt)") from None

@@ -42,17 +42,25 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
                     f"expected {', '.join(SAFETENSORS + TORCH)}")
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:limit]
+
+
+def refused(path: Path, err: BaseException) -> UserError:
+    """The one line for a file `torch.load(weights_only=True)` will not read: it holds more than tensors."""
+    return UserError(f"{path}: refused: loading it needs full unpickling, which could run code (only "
+                     f"torch.load(weights_only=True) is used; save a state dict instead) [{first_line(err, 120)}]")
+
+
 def torch_weights_only(path: Path) -> Any:
     """`torch.load(weights_only=True)`: tensors and plain containers only, never arbitrary objects."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: refused: loading it needs full unpickling, which could run code "
-                        f"(only torch.load(weights_only=True) is used; save a state dict instead) [{first[:120]}]") from None
+        raise refused(path, err) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a readable PyTorch file ({first[:160]})") from None
+        raise UserError(f"{path}: not a readable PyTorch file ({first_line(err)})") from None
 
 
 def is_state_dict(obj: Any) -> bool:
