@@ -11,6 +11,16 @@ DATASET = typer.Option(..., "--dataset", "-d", help="dataset name (see `otjr lis
 METHOD = typer.Option(..., "--method", "-m", help="method, optionally with add-ons: xe, pgd_at, otjr, trades-awp")
 
 
+def shown(path) -> str:
+    """`path` relative to the working directory where it lies below it (as the user typed paths)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def one_line_errors(fn):
     """Print `UserError` (and invalid adversarial examples) as a single line, exit non-zero."""
 

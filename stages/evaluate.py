@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from ._cli import DATASET, one_line_errors
+from ._cli import DATASET, one_line_errors, shown
 
 
 def floats(text: Optional[str], key: str) -> Optional[list[float]]:
@@ -66,5 +66,5 @@ def evaluate(
     accuracies = ", ".join(f"{k} {record[k]['accuracy']:.1f}" for k in ["clean", *record["worst_case"]["attacks"],
                                                                          "worst_case"])
     print(f"evaluated {out['run']}@{dataset} (n = {record['n']}): {accuracies}")
-    print(f"sanity: {out['verdict']} -> {out['sanity']}")
-    print(f"records: {out['attack']}, {out['analysis']}")
+    print(f"sanity: {out['verdict']} -> {shown(out['sanity'])}")
+    print(f"records: {shown(out['attack'])}, {shown(out['analysis'])}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._cli import DATASET, one_line_errors
+from ._cli import DATASET, one_line_errors, shown
 
 export_app = typer.Typer(help="Write results in other tools' formats.", no_args_is_help=True)
 
@@ -23,6 +23,6 @@ def robustbench(
     from pipeline import api
 
     path, notes = api.export_robustbench(dataset, run, out)
-    print(f"exported {run}@{dataset} -> {path}")
+    print(f"exported {run}@{dataset} -> {shown(path)}")
     for note in notes:
         print(f"note: {note}")
