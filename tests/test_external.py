@@ -232,6 +232,8 @@ def test_missing_and_unexpected_keys_are_one_line(digits, tmp_path):
     (["--name", "otjr"], "would overwrite a pipeline run's records"),
     (["--mean", "0.1,0.2"], "--mean: 2 values for a 1-channel dataset"),
     (["--arch", "nonesuch"], "unknown model 'nonesuch'"),
+    (["--robustbench", "Wong2020Fast"], "either a checkpoint PATH or --robustbench NAME, not both"),
+    (["--arch-args", "[16]"], "--arch-args: expected a JSON object"),
 ])
 def test_bad_evaluate_arguments_stop_before_any_work(digits, tmp_path, args, fragment):
     from pipeline.models import create
@@ -240,6 +242,12 @@ def test_bad_evaluate_arguments_stop_before_any_work(digits, tmp_path, args, fra
     proc = run_cli("evaluate", str(tmp_path / "w.pt"), "--dataset", "digits", *args, cwd=digits)
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
     assert not (digits / "metrics").exists()
+
+
+def test_evaluate_needs_a_model(digits):
+    proc = run_cli("evaluate", "--dataset", "digits", cwd=digits)
+    assert proc.returncode == 2 and "give a checkpoint PATH (or --robustbench NAME)" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_pipeline_checkpoint_refuses_architecture_flags(reference):

@@ -148,16 +148,16 @@ def external_subject(dataset: str, source: Source, params: Params, name: str | N
 
     from ..data import load_meta
 
+    if source.robustbench and source.path is not None:
+        raise UserError("give either a checkpoint PATH or --robustbench NAME, not both")
+    if not source.robustbench and source.path is None:
+        raise UserError("give a checkpoint PATH (or --robustbench NAME)")
     run = check_name(name or default_name(source))
     meta = load_meta(dataset)
     if source.robustbench:
-        if source.path is not None:
-            raise UserError("give either a checkpoint PATH or --robustbench NAME, not both")
         model, info, origin = robustbench_model(dataset, meta, source)
         checkpoint = origin["weights"]
     else:
-        if source.path is None:
-            raise UserError("give a checkpoint PATH (or --robustbench NAME)")
         path = Path(source.path)
         if not path.is_file():
             raise UserError(f"{path}: checkpoint not found")
