@@ -89,3 +89,23 @@ def sensitivity(exp_json: Path | None = None) -> str:
     from .report.sensitivity import sensitivity_report
 
     return sensitivity_report(exp_json)
+
+
+def evaluate(dataset: str, path: Path | None = None, *, arch: str | None = None, arch_args: dict | None = None,
+             mean: list[float] | None = None, std: list[float] | None = None, robustbench: str | None = None,
+             threat_model: str = "Linf", model_dir: Path | None = None, name: str | None = None,
+             params: Params | None = None) -> dict:
+    """Attack suite, sanity checks and analyses on a model from elsewhere, written as a pipeline run's records."""
+    from .external import Source, evaluate_external
+
+    p = _params(params)
+    source = Source(path=Path(path) if path else None, arch=arch, arch_args=arch_args, mean=mean, std=std,
+                    robustbench=robustbench, threat_model=threat_model, model_dir=model_dir)
+    return evaluate_external(_dataset(dataset), source, p, name)
+
+
+def export_robustbench(dataset: str, run: str, out: Path | None = None) -> tuple[Path, list[str]]:
+    """A run's clean and AutoAttack accuracy as RobustBench model info (JSON)."""
+    from .external import export_robustbench as export
+
+    return export(_dataset(dataset), run, out)

@@ -10,7 +10,7 @@ import typer
 
 from . import aggregate, attack, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench
+from . import bench, evaluate, export
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -32,6 +32,8 @@ for module, fn in [
 
 app.command("preset")(preset.preset)
 app.command("bench")(bench.bench)
+app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
+app.add_typer(export.export_app, name="export")
 
 
 @app.command("list")
@@ -44,7 +46,7 @@ def list_registered() -> None:
 
     for title, reg in [("datasets", DATASETS), ("models", MODELS), ("methods", METHODS), ("add-ons", ADDONS),
                        ("attacks", ATTACKS)]:
-        print(f"{title}: {', '.join(reg.names()) or '-'}")
+        print(f"{title}: {', '.join(reg.names()) or '-'}" + (", timm/<architecture> (timm extra)" if reg is MODELS else ""))
 
 
 def main() -> None:

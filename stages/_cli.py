@@ -27,6 +27,16 @@ def _handled():
     return UserError, InvalidAdversarial
 
 
+def shown(path) -> str:
+    """`path` relative to the working directory where it lies below it (as the user typed paths)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def one_line_errors(fn):
     """Print `UserError` (exit 2) and invalid adversarial examples (exit 1) as a single line."""
 

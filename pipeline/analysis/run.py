@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..attacks.evaluate import predict
-from ..attacks.run import load_for_dataset, test_subset
+from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
 from ..core.device import resolve_device
 from ..core.io import check_writable, write_json
@@ -110,13 +110,17 @@ def analyze_run(model, x, y, images: list[int], params: Params) -> dict[str, Any
 
 def analyze_dataset(dataset: str, params: Params, show_progress: bool | None = None) -> Path:
     """Analyse every run of `params.methods` on `dataset`; writes metrics/analysis/<dataset>.json."""
+    subjects = [pipeline_subject(dataset, run) for run in params.methods]  # load (and validate) all before any work
+    return analyze_subjects(subjects, params, paths.analysis_result(dataset), show_progress)
+
+
+def analyze_subjects(subjects: list[Subject], params: Params, out: Path, show_progress: bool | None = None) -> Path:
+    """Analyse models of one dataset side by side (shared cross-section images and directions); writes `out`."""
     a = params.analysis
-    check_writable(paths.analysis_result(dataset))
+    check_writable(out)
+    dataset, meta = subjects[0].dataset, subjects[0].meta
     device = resolve_device(params.device)
-    loaded = {}
-    for run in params.methods:  # load (and so validate) every checkpoint before any work
-        model, info, meta = load_for_dataset(dataset, run)
-        loaded[run] = (model.to(device), info)
+    loaded = {s.run: (s.model.to(device), s.info) for s in subjects}
     x, y, subset = test_subset(dataset, a.n, device)
     predictions = [predict(m, x, a.batch_size) for m, _ in loaded.values()]
     images = pick_images(predictions, y, min(a.cross_section.images, len(y)))
@@ -127,7 +131,6 @@ def analyze_dataset(dataset: str, params: Params, show_progress: bool | None = N
         for run, (model, info) in loaded.items():
             runs[run] = {"training": training_summary(info), **analyze_run(model, x, y, images, params)}
             bar.advance(task)
-    out = paths.analysis_result(dataset)
     write_json(out, {
         "dataset": dataset,
         "n": len(y),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,42 @@ def load_for_dataset(dataset: str, run: str) -> tuple[nn.Module, dict[str, Any],
     path = paths.checkpoint(dataset, run)
     meta = load_meta(dataset)
     model = load_checkpoint(path)
-    info = model.checkpoint_info
+    check_task(path, model.checkpoint_info, dataset, meta)
+    return model, model.checkpoint_info, meta
+
+
+def check_task(path: Path | str, info: dict[str, Any], dataset: str, meta: dict[str, Any]) -> None:
+    """A checkpoint for another class count or trained on another dataset is an error."""
     if info["model"]["num_classes"] != meta["num_classes"]:
         raise UserError(
             f"{path}: model has {info['model']['num_classes']} classes but dataset {dataset} has {meta['num_classes']}"
         )
     if info.get("dataset") not in (None, dataset):
         raise UserError(f"{path}: checkpoint was trained on {info['dataset']!r}, not {dataset!r}")
-    return model, info, meta
+
+
+@dataclass
+class Subject:
+    """A model to evaluate and where it came from: one of the pipeline's runs or a model from elsewhere.
+
+    The attack, sanity and analysis stages take a `Subject`, so a pipeline run and an external
+    checkpoint go through the same evaluation code and produce the same records.
+    """
+
+    dataset: str
+    run: str  # the name its records are written under
+    model: nn.Module
+    info: dict[str, Any]  # checkpoint metadata: settings, history, ... (empty for foreign weights)
+    meta: dict[str, Any]  # the dataset's metadata
+    checkpoint: str  # where the weights came from, as written into the record
+    origin: dict[str, Any] | None = None  # for a model from elsewhere: format, architecture, source
+
+
+def pipeline_subject(dataset: str, run: str) -> Subject:
+    """One of the pipeline's own runs, read from its checkpoint."""
+    model, info, meta = load_for_dataset(dataset, run)
+    checkpoint = str(paths.checkpoint(dataset, run).relative_to(paths.root()))
+    return Subject(dataset, run, model, info, meta, checkpoint)
 
 
 def test_subset(dataset: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -65,18 +94,23 @@ def test_subset(dataset: str, n: int, device: torch.device) -> tuple[torch.Tenso
 
 
 def attack_run(dataset: str, run: str, params: Params, show_progress: bool | None = None) -> Path:
-    """Evaluate the run's checkpoint, holding the run's attack lock; every input is checked before the work."""
-    with run_lock("attack", dataset, run):
-        check_writable(paths.attack_result(dataset, run), paths.attack_flags(dataset, run))
-        return _attack_run(dataset, run, params, show_progress)
+    """Evaluate the run's checkpoint; every input is checked before the work."""
+    return attack_subject(pipeline_subject(dataset, run), params, show_progress)
 
 
-def _attack_run(dataset: str, run: str, params: Params, show_progress: bool | None) -> Path:
-    model, info, meta = load_for_dataset(dataset, run)
-    attacks = build_suite(params, meta["num_classes"])
+def attack_subject(subject: Subject, params: Params, show_progress: bool | None = None) -> Path:
+    """Evaluate `subject` under the suite, holding its attack lock; writes its record and per-example flags."""
+    with run_lock("attack", subject.dataset, subject.run):
+        check_writable(paths.attack_result(subject.dataset, subject.run), paths.attack_flags(subject.dataset, subject.run))
+        return _attack_subject(subject, params, show_progress)
+
+
+def _attack_subject(subject: Subject, params: Params, show_progress: bool | None) -> Path:
+    dataset, run, model = subject.dataset, subject.run, subject.model
+    attacks = build_suite(params, subject.meta["num_classes"])
     for attack in attacks:
-        attack.check_input(tuple(meta["shape"]))
-        attack.check_budget(tuple(meta["shape"]))
+        attack.check_input(tuple(subject.meta["shape"]))
+        attack.check_budget(tuple(subject.meta["shape"]))
     device = resolve_device(params.device)
     model.to(device)
     x, y, subset = test_subset(dataset, params.attack.n, device)
@@ -88,7 +122,8 @@ def _attack_run(dataset: str, run: str, params: Params, show_progress: bool | No
     record = {
         "dataset": dataset,
         "run": run,
-        "checkpoint": str(paths.checkpoint(dataset, run).relative_to(paths.root())),
+        "checkpoint": subject.checkpoint,
+        **({"external": subject.origin} if subject.origin is not None else {}),
         "n": len(y),
         "subset": subset,
         "seed": params.seed,
@@ -97,7 +132,7 @@ def _attack_run(dataset: str, run: str, params: Params, show_progress: bool | No
                        "batch_size": params.attack.batch_size,
                        "note": "data cut to the first n test images; every attack at its configured budget"},
         "versions": library_versions(),
-        "training": info.get("settings", {}),
+        "training": subject.info.get("settings", {}),
         **summarise(evaluation, attacks),
     }
     flags = {"clean": evaluation.clean, "worst_case": evaluation.worst_case()}

@@ -114,6 +114,16 @@ def analysis_result(dataset: str) -> Path:
     return root() / "metrics" / "analysis" / f"{dataset}.json"
 
 
+def external_analysis(dataset: str, run: str) -> Path:
+    """The analyses of a model evaluated with `otjr evaluate` (one file per model, beside the dataset's)."""
+    return root() / "metrics" / "analysis" / dataset / f"{run}.json"
+
+
+def robustbench_export(dataset: str, threat_model: str, run: str) -> Path:
+    """A run's results in RobustBench's model-info format, laid out as RobustBench's model_info/ folder."""
+    return root() / "metrics" / "robustbench" / dataset / threat_model / f"{run}.json"
+
+
 def report_dir() -> Path:
     """The report stage's output: report.md and figures/ (DVC-cached)."""
     return root() / "metrics" / "report"

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..core.errors import UserError
 from ..core.registry import Registry
+from .timm_zoo import is_timm, timm_builder
 
 #: name -> builder(num_classes, in_channels, **args) -> nn.Module taking normalised inputs
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -47,7 +48,7 @@ def create(
     **args,
 ) -> Classifier:
     """Build model `name` for `num_classes` classes, with normalisation by `mean`/`std` inside."""
-    builder = MODELS.get(name, key="model.name")
+    builder = timm_builder(name) if is_timm(name) else MODELS.get(name, key="model.name")
     mean = mean if mean is not None else [0.0] * in_channels
     std = std if std is not None else [1.0] * in_channels
     try:

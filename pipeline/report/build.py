@@ -179,8 +179,10 @@ def build_report(params: Params) -> Path:
     for stale in fig_dir.glob("*.png"):
         stale.unlink()
     write_plot_data(results)
+    external = [r for r in results.runs if r not in params.methods]
+    evaluated = f"; evaluated with `otjr evaluate`: {', '.join(external)}" if external else ""
     lines = ["# OTJR pipeline report", "",
-             f"Datasets: {', '.join(params.datasets)}. Runs: {', '.join(params.methods)}. Accuracies in percent; "
+             f"Datasets: {', '.join(params.datasets)}. Runs: {', '.join(params.methods)}{evaluated}. Accuracies in percent; "
              "'-' = not measured. Regenerate with `dvc repro` (or `otjr stage report`).", ""]
     lines += ["Contents: " + ", ".join(f"[{ds}](#{ds})" for ds in params.datasets)
               + ", [hyper-parameter sensitivity](#hyper-parameter-sensitivity-paper-table-8)"

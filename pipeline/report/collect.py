@@ -46,6 +46,7 @@ class RunResults:
     sanity: dict[str, Any] | None
     analysis: dict[str, Any] | None
     curves: dict[str, list[tuple[int, float]]]
+    external: bool = False  # evaluated with `otjr evaluate`: no training log of ours
 
     @property
     def accuracy(self) -> dict[str, float]:
@@ -75,7 +76,7 @@ class Results:
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> analysis JSON
 
     def of(self, dataset: str) -> list[RunResults]:
-        return [self.by_key[(dataset, r)] for r in self.runs]
+        return [self.by_key[(dataset, r)] for r in self.runs if (dataset, r) in self.by_key]
 
     def missing(self) -> list[str]:
         """'what: run@dataset' for every expected result file that is absent."""
@@ -83,7 +84,7 @@ class Results:
         for (ds, run), r in self.by_key.items():
             for what, value in (("attack record", r.record), ("sanity verdicts", r.sanity),
                                 ("analyses", r.analysis), ("training log", r.curves)):
-                if not value:
+                if not value and not (r.external and what == "training log"):
                     out.append(f"{what}: {run}@{ds}")
         return out
 
@@ -105,7 +106,33 @@ def collect(params: Params) -> Results:
                 analysis=analyses.get(ds, {}).get("runs", {}).get(run),
                 curves=read_dvclive(paths.train_log_dir(ds, run)),
             )
-    return Results(tuple(params.datasets), tuple(params.methods), by_key, analyses)
+    external = external_runs(params, analyses)
+    by_key.update(external)
+    runs = tuple(params.methods) + tuple(sorted({run for _, run in external} - set(params.methods)))
+    return Results(tuple(params.datasets), runs, by_key, analyses)
+
+
+def external_runs(params: Params, analyses: dict[str, dict[str, Any]]) -> dict[tuple[str, str], RunResults]:
+    """Models evaluated with `otjr evaluate`: attack records marked `external`, with their sanity and analyses.
+
+    A dataset with no analysis file of its own takes its settings from an external model's.
+    """
+    found = {}
+    for ds in params.datasets:
+        folder = paths.attack_result(ds, "x").parent
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            record = read_json(path, what="attack result")
+            if not record.get("external") or path.stem in params.methods:
+                continue
+            run = path.stem
+            analysis = read_optional(paths.external_analysis(ds, run), "analysis result")
+            if analysis and ds not in analyses:
+                analyses[ds] = analysis
+            found[(ds, run)] = RunResults(
+                dataset=ds, run=run, record=record,
+                sanity=read_optional(paths.sanity_result(ds, run), "sanity result"),
+                analysis=(analysis or {}).get("runs", {}).get(run), curves={}, external=True)
+    return found
 
 
 def sanity_sweeps(sanity: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

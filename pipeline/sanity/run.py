@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..attacks.run import load_for_dataset, test_subset
+from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
 from ..core.device import resolve_device
 from ..core.io import check_writable, load_tensors, read_json, write_json
@@ -28,20 +28,32 @@ def undefended_record(dataset: str, params: Params) -> dict[str, Any] | None:
 
 
 def sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
-    """Write the verdicts of every rule; returns (path, overall verdict). Holds the run's sanity lock."""
-    with run_lock("sanity", dataset, run):
-        check_writable(paths.sanity_result(dataset, run))
-        return _sanity_run(dataset, run, params)
+    """Write the verdicts of every rule; returns (path, overall verdict)."""
+    require_attack_outputs(dataset, run)
+    return sanity_subject(pipeline_subject(dataset, run), params)
 
 
-def _sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
+def require_attack_outputs(dataset: str, run: str) -> None:
+    """The attack stage's record and flags exist (checked before any model is loaded)."""
+    read_json(paths.attack_result(dataset, run), what="attack result (run the attack stage first)")
+    load_tensors(paths.attack_flags(dataset, run), what="attack flags (run the attack stage first)")
+
+
+def sanity_subject(subject: Subject, params: Params) -> tuple[Path, str]:
+    """Every rule on `subject`, from its attack record and flags, holding its sanity lock; returns (path, verdict)."""
+    with run_lock("sanity", subject.dataset, subject.run):
+        check_writable(paths.sanity_result(subject.dataset, subject.run))
+        return _sanity_subject(subject, params)
+
+
+def _sanity_subject(subject: Subject, params: Params) -> tuple[Path, str]:
+    dataset, run, model = subject.dataset, subject.run, subject.model
     record = read_json(paths.attack_result(dataset, run), what="attack result (run the attack stage first)")
     flags, _ = load_tensors(paths.attack_flags(dataset, run), what="attack flags (run the attack stage first)")
-    model, _, meta = load_for_dataset(dataset, run)
     device = resolve_device(params.device)
     model.to(device).float()
     x, y, subset = test_subset(dataset, params.sanity.n, device)
-    ctx = Context(model=model, x=x, y=y, record=record, params=params, num_classes=meta["num_classes"],
+    ctx = Context(model=model, x=x, y=y, record=record, params=params, num_classes=subject.meta["num_classes"],
                   flags={k: v.to(device) for k, v in flags.items()},
                   undefended_record=undefended_record(dataset, params))
     pgd_settings(ctx)  # a missing attack.pgd20 block is an error before any work
