@@ -70,7 +70,8 @@ def test_download_preprocess_train_attack(project, tmp_path, monkeypatch, name):
     record = read_json(api.attack(name, "pgd_at"))
     meta = load_meta(name)
     assert checkpoint.is_file() and record["dataset"] == name and record["n"] == 10
-    assert record["training"]["model"] == {"name": model, "args": args}
+    trained = record["training"]["model"]
+    assert (trained["name"], trained["args"]) == (model, args)
     assert record["training"]["data"]["sources"] == meta["sources"]
     for attack in ("fgsm", "pgd20"):
         assert 0.0 <= record[attack]["accuracy"] <= record["clean"]["accuracy"] <= 100.0
