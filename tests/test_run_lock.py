@@ -53,12 +53,19 @@ def test_second_holder_is_refused_naming_the_first(project):
         other.wait()
 
 
-@pytest.mark.parametrize("leftover", ["dead pid", "reused pid", "torn file"])
+@pytest.mark.parametrize("leftover", ["dead pid", "zombie pid", "reused pid", "torn file"])
 def test_stale_lock_is_taken_over(project, leftover):
     path = paths.lock_file("attack", "digits", "xe")
     path.parent.mkdir(parents=True)
+    zombie = None
     if leftover == "dead pid":
         path.write_text(_holder(_dead_pid()))
+    elif leftover == "zombie pid":  # killed, not yet reaped (a SIGKILLed torchrun's ranks): it answers signal 0
+        zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        path.write_text(_holder(zombie.pid))
+        os.kill(zombie.pid, signal.SIGKILL)
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
     elif leftover == "reused pid":  # a live pid that started after the lock was written
         path.write_text(_holder(os.getppid(), ticks=-1))
     else:
@@ -66,6 +73,8 @@ def test_stale_lock_is_taken_over(project, leftover):
     with lock.run_lock("attack", "digits", "xe") as held:
         assert json.loads(held.read_text())["pid"] == os.getpid()
     assert not path.exists()
+    if zombie is not None:
+        zombie.wait()
 
 
 def test_lock_of_another_host_is_respected(project):

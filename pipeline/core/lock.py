@@ -25,13 +25,27 @@ from .errors import UserError
 GUARD_WAIT_S = 10.0
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux), or None where it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _boot_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux /proc), to tell a reused pid apart."""
+    fields = _stat_fields(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
         return None
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process not yet reaped by its parent: it answers signal 0 but runs no more."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def _alive(holder: dict[str, Any]) -> bool:
@@ -47,6 +61,8 @@ def _alive(holder: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    if _zombie(pid):
+        return False
     ticks = holder.get("ticks")
     return ticks is None or _boot_ticks(pid) in (None, ticks)
 
