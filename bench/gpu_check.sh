@@ -9,4 +9,8 @@ if [ $# -lt 1 ]; then
 fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python}" -m pipeline.benchmark.gpu_check "$@"
+# $PYTHON if set, else the Quick start's .venv, else python3 from PATH
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+exec "$PYTHON" -m pipeline.benchmark.gpu_check "$@"

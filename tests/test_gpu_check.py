@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from pipeline.benchmark import gpu_check
 
 @pytest.mark.slow
 def test_the_gpu_check_command_runs_every_section_and_writes_its_summary(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable}  # CI's PATH has no venv python
     proc = subprocess.run([str(REPO / "bench" / "gpu_check.sh"), str(tmp_path), "--tiny"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
