@@ -75,6 +75,12 @@ def _train(run_name: str, model_kind: str, ranks):
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
+def _gloo_threads() -> list[str]:
+    """This process's threads that gloo runs (Linux /proc)."""
+    names = [(t / "comm").read_text().strip() for t in Path("/proc/self/task").iterdir()]
+    return [n for n in names if "gloo" in n]
+
+
 def _worker(rank: int, size: int, port: int, out: str) -> None:
     from pipeline.train import distributed
 
@@ -88,6 +94,7 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
         distributed.barrier(ranks)
     finally:
         distributed.stop(ranks)
+    Path(out, f"threads.{rank}.txt").write_text("\n".join(_gloo_threads()))
 
 
 def _free_port() -> int:
@@ -110,6 +117,12 @@ def test_ranks_end_with_identical_weights(two_ranks, run, kind):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_no_gloo_thread_outlives_the_process_group(two_ranks):
+    """DDP's import of torch.distributed.nn after init would keep the destroyed group alive till exit (abort risk)."""
+    for rank in range(2):
+        assert (two_ranks / f"threads.{rank}.txt").read_text() == ""
 
 
 def test_two_processes_train_what_one_process_trains_on_the_same_global_batches(two_ranks):

@@ -68,8 +68,20 @@ def start(ranks: Ranks, device: torch.device) -> torch.device:
         device = torch.device("cuda", ranks.local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        _import_group_defaults()
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ranks.rank, world_size=ranks.size)
     return device
+
+
+def _import_group_defaults() -> None:
+    """Import torch.distributed.nn before the group exists (DDP imports it later otherwise).
+
+    Its functions take `group=group.WORLD` as a default argument: bound after init, that
+    default holds the group, and its gloo threads, past `destroy_process_group` until the
+    interpreter exits, where tearing them down can abort a rank ("terminate called without
+    an active exception") and fail the whole torchrun job.
+    """
+    import torch.distributed.nn.functional  # noqa: F401
 
 
 def barrier(ranks: Ranks) -> None:
