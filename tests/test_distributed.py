@@ -75,6 +75,21 @@ def _train(run_name: str, model_kind: str, ranks):
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
+def _rank_states(ranks, out: str) -> None:
+    """What the resume state gets from every rank, next to this rank's own batch-norm statistics and RNG."""
+    from pipeline.models import create
+    from pipeline.train import distributed
+
+    torch.manual_seed(0)
+    model = create("small_cnn", num_classes=4, in_channels=1, width=4)
+    distributed.seed_rank(0, ranks)
+    model.train()(torch.rand(8, 1, 8, 8))  # this rank's batch moves its statistics
+    own = {f"buffer.{k}": b.clone() for k, b in model.named_buffers()} | {"rng": torch.get_rng_state()}
+    save_tensors(os.path.join(out, f"own.{ranks.rank}.safetensors"), own)
+    states = distributed.rank_states({"model": model}, ranks, CPU)
+    save_tensors(os.path.join(out, f"states.{ranks.rank}.safetensors"), states)
+
+
 def _gloo_threads() -> list[str]:
     """This process's threads that gloo runs (Linux /proc)."""
     names = [(t / "comm").read_text().strip() for t in Path("/proc/self/task").iterdir()]
@@ -91,6 +106,7 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
     try:
         for run, kind in CASES:
             save_tensors(os.path.join(out, f"{run}.{rank}.safetensors"), _train(run, kind, ranks))
+        _rank_states(ranks, out)
         distributed.barrier(ranks)
     finally:
         distributed.stop(ranks)
@@ -119,10 +135,42 @@ def test_ranks_end_with_identical_weights(two_ranks, run, kind):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_the_resume_state_gets_every_ranks_rng_and_batchnorm_statistics(two_ranks):
+    states, _ = load_tensors(two_ranks / "states.0.safetensors")
+    for rank in range(2):
+        own, _ = load_tensors(two_ranks / f"own.{rank}.safetensors")
+        assert torch.equal(states[f"rank.{rank}.rng.cpu"], own["rng"])
+        for k in own:
+            if k.startswith("buffer."):
+                assert torch.equal(states[f"rank.{rank}.buffer.model.{k[len('buffer.'):]}"], own[k]), k
+    assert not torch.equal(states["rank.0.rng.cpu"], states["rank.1.rng.cpu"])
+    means = [k for k in states if k.startswith("rank.1.") and k.endswith("running_mean")]
+    assert means and not all(torch.equal(states[k], states[k.replace("rank.1.", "rank.0.", 1)]) for k in means)
+
+
 def test_no_gloo_thread_outlives_the_process_group(two_ranks):
     """DDP's import of torch.distributed.nn after init would keep the destroyed group alive till exit (abort risk)."""
     for rank in range(2):
         assert (two_ranks / f"threads.{rank}.txt").read_text() == ""
+
+
+def test_a_rank_gets_its_own_rng_and_buffers_back():
+    from pipeline.core.errors import UserError
+    from pipeline.train.distributed import Ranks, restore_rank
+
+    model = nn.BatchNorm2d(3)
+    states = {}
+    for rank in range(2):
+        torch.manual_seed(rank)
+        states[f"rank.{rank}.rng.cpu"] = torch.get_rng_state()
+        for k, b in model.named_buffers():
+            states[f"rank.{rank}.buffer.model.{k}"] = torch.full_like(b, rank + 1)
+    restore_rank(states, {"model": model}, Ranks(1, 2, 1), CPU)
+    assert torch.equal(torch.get_rng_state(), states["rank.1.rng.cpu"])
+    assert torch.equal(model.running_var, torch.full((3,), 2.0)) and int(model.num_batches_tracked) == 2
+    with pytest.raises(UserError, match="no state of training process 1"):
+        restore_rank({k: v for k, v in states.items() if k.startswith("rank.0.")}, {"model": model},
+                     Ranks(1, 2, 1), CPU)
 
 
 def test_two_processes_train_what_one_process_trains_on_the_same_global_batches(two_ranks):
@@ -211,7 +259,8 @@ def _prepare(root, epochs: int):
 @pytest.mark.slow
 def test_torchrun_training_writes_once_and_resumes_bit_identically(tmp_path):
     """`torchrun --nproc_per_node=2 -m pipeline stage train`: rank 0 writes one checkpoint and one log; a run
-    killed after an epoch resumes (each rank with its own RNG state) and ends bit-identical to an unbroken one."""
+    whose launcher and ranks are SIGKILLed after an epoch resumes (each rank with its own RNG states and
+    batch-norm statistics) and ends bit-identical to an unbroken one."""
     epochs, method = 5, "otjr"
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     for root in (straight, killed):
@@ -238,9 +287,5 @@ def test_torchrun_training_writes_once_and_resumes_bit_identically(tmp_path):
     a, info_a = load_tensors(straight / "models" / "digits" / f"{method}.safetensors")
     b, info_b = load_tensors(killed / "models" / "digits" / f"{method}.safetensors")
     assert info_a["settings"]["processes"] == 2
-    differing = [k for k in a if not torch.equal(a[k], b[k])]
-    if differing:
-        # Open bug, found 2026-12-01: before this test killed the ranks too, they survived the launcher's
-        # SIGKILL (torchrun gives each its own session) and finished the run themselves, so equality held
-        # for the wrong reason. With every rank really killed, the resumed weights differ.
-        pytest.xfail(f"torchrun resume after a SIGKILL of every rank is not bit-identical yet ({differing[0]}, ...)")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -209,9 +209,9 @@ def test_nccl_collectives_and_ddp_on_one_gpu():
     try:
         ranks = _OneRankGroup().ranks
         ddp = _train_steps(ranks)
-        states = distributed.rng_states(ranks, CUDA)
-        assert {"rng.rank.0.cpu", "rng.rank.0.cuda"} <= set(states)
-        distributed.restore_rng(states, ranks, CUDA)
+        states = distributed.rank_states({"model": ddp}, ranks, CUDA)
+        assert {"rank.0.rng.cpu", "rank.0.rng.cuda"} <= set(states)
+        distributed.restore_rank(states, {"model": ddp}, ranks, CUDA)
         assert distributed.same_everywhere(distributed.weights_digest(ddp), ranks, CUDA)
         mean = distributed.mean_over_ranks([torch.ones(3, device=CUDA)], ranks)[0]
         assert mean.device.type == "cuda" and torch.equal(mean, torch.ones(3, device=CUDA))

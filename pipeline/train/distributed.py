@@ -9,7 +9,7 @@ the same update. Per-sample losses then match one process on the same global bat
 batch-coupled terms (batch-norm statistics, SW and Sinkhorn pairings over the batch) are
 computed per shard, as with any data-parallel training, unless `speed.sync_batchnorm`
 (CUDA) normalises over the global batch. Rank 0 writes the checkpoint, the resume state
-(with every rank's RNG state) and the logs.
+(with every rank's RNG states and buffers) and the logs.
 """
 
 from __future__ import annotations
@@ -171,29 +171,50 @@ def all_gather(tensor: torch.Tensor, ranks: Ranks, device: torch.device) -> list
     return [p.cpu() for p in parts]
 
 
-def rng_states(ranks: Ranks, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every rank's RNG states, keyed for the resume state (rank 0's stay under the single-process keys)."""
+def _own_states(modules: dict[str, nn.Module], device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states and module buffers, named as in the resume state (less the rank)."""
+    states = {"rng.cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(device)
+    for name, module in modules.items():
+        for key, buffer in module.named_buffers():
+            states[f"buffer.{name}.{key}"] = buffer.detach()
+    return states
+
+
+def rank_states(modules: dict[str, nn.Module], ranks: Ranks, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every rank's RNG states and module buffers, as `rank.<r>.<name>` for the resume state.
+
+    The resume state's own entries are rank 0's. The other ranks' RNGs differ (`seed_rank`),
+    and so do their buffers: DDP hands every rank rank 0's batch-norm statistics at each
+    forward, each rank then moves them on its own shard, and the next batch's attack (eval
+    mode, this process's model) normalises with them.
+    """
     if not ranks.distributed:
         return {}
-    states = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
     out = {}
-    for name, state in states.items():
+    for name, state in _own_states(modules, device).items():
         for rank, s in enumerate(all_gather(state, ranks, device)):
-            out[f"rng.rank.{rank}.{name}"] = s
+            out[f"rank.{rank}.{name}"] = s
     return out
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], ranks: Ranks, device: torch.device) -> None:
+def restore_rank(tensors: dict[str, torch.Tensor], modules: dict[str, nn.Module], ranks: Ranks,
+                 device: torch.device) -> None:
+    """Give this rank back its own RNG states and buffers from `rank_states` (the modules hold rank 0's)."""
     if not ranks.distributed:
         return
-    cpu = tensors.get(f"rng.rank.{ranks.rank}.cpu")
-    if cpu is not None:
-        torch.set_rng_state(cpu)
-    cuda = tensors.get(f"rng.rank.{ranks.rank}.cuda")
-    if cuda is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, device)
+    prefix = f"rank.{ranks.rank}."
+    if f"{prefix}rng.cpu" not in tensors:
+        raise UserError(f"the resume state holds no state of training process {ranks.rank} (written by older code); "
+                        "rerun with --no-resume")
+    torch.set_rng_state(tensors[f"{prefix}rng.cpu"])
+    if device.type == "cuda" and f"{prefix}rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors[f"{prefix}rng.cuda"], device)
+    with torch.no_grad():
+        for name, module in modules.items():
+            for key, buffer in module.named_buffers():
+                buffer.copy_(tensors[f"{prefix}buffer.{name}.{key}"])
 
 
 def same_everywhere(value: int, ranks: Ranks, device: torch.device) -> bool:

@@ -135,7 +135,7 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
     restored = None
     if resume:
         restored = load_state(state_path, fingerprint=fp, modules=modules, optimizers=optimizers,
-                              restore_rng=lambda tensors: distributed.restore_rng(tensors, ranks, device))
+                              restore_extra=lambda tensors: distributed.restore_rank(tensors, modules, ranks, device))
     start, history = (restored.epoch, restored.history) if restored else (0, [])
     if ranks.distributed and not distributed.same_everywhere(start, ranks, device):
         raise UserError(f"{state_path}: the training processes found different resume states; "
@@ -172,12 +172,12 @@ def _fit(dataset: str, run: Run, params: Params, ranks: distributed.Ranks, devic
                 record["val/clean_acc"] = accuracy(model, xv, yv, t.batch_size)
                 record["val/pgd_acc"] = robust_accuracy(model, adversary, xv, yv, t.batch_size)
             history.append(record)
-            rng = distributed.rng_states(ranks, device)
+            own = distributed.rank_states(modules, ranks, device)
             if ranks.main:
                 _log(live, record)
                 bar.update(task, info=f"loss {record['train/loss']:.3f}")
                 save_state(state_path, fingerprint=fp, epoch=epoch + 1, history=history, modules=modules,
-                           optimizers=optimizers, extra=rng)
+                           optimizers=optimizers, extra=own)
     if ranks.distributed and not distributed.same_everywhere(distributed.weights_digest(model), ranks, device):
         raise RuntimeError("the training processes ended with different weights")
 

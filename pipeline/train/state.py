@@ -42,7 +42,7 @@ def save_state(
     optimizers: dict,
     extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the state; `extra` tensors (e.g. the other training processes' RNG states) are stored as named."""
+    """Write the state; `extra` tensors (e.g. every training process's RNG states and buffers) are stored as named."""
     tensors: dict[str, torch.Tensor] = dict(extra or {})
     meta: dict[str, Any] = {"optimizers": {}}
     for name, module in modules.items():
@@ -78,12 +78,12 @@ def load_state(
     fingerprint: str,
     modules: dict[str, nn.Module],
     optimizers: dict,
-    restore_rng: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    restore_extra: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> ResumeState | None:
     """Restore modules, optimizers and RNGs from `path`; None if absent or from other settings.
 
-    `restore_rng`, if given, is called last with all stored tensors (a training process other
-    than rank 0 restores its own RNG states from them).
+    `restore_extra`, if given, is called last with all stored tensors (a training process
+    restores its own RNG states and buffers from the `extra` entries).
     """
     if not path.is_file():
         return None
@@ -112,7 +112,7 @@ def load_state(
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    if restore_rng is not None:
-        restore_rng(tensors)
+    if restore_extra is not None:
+        restore_extra(tensors)
     history = [dict(r) if isinstance(r, list) else r for r in metadata["history"]]
     return ResumeState(epoch=int(metadata["epoch"]), history=history)
