@@ -198,11 +198,16 @@ class _AttackCore(Strict):
 
 @dataclass(frozen=True)
 class AttackParams:
-    n: int
+    n: int  # first n test images: the clean row, and every attack that sets no n of its own
     batch_size: int
     suite: tuple[str, ...]
     settings: dict[str, BaseModel]  # attack name -> its validated hyper-parameters
     precision: str = "fp32"  # model forwards of the evaluation: fp32 or bf16 autocast (pipeline/attacks/evaluate.py)
+    own_n: dict[str, int] = field(default_factory=dict)  # attack name -> its own first n (attack.<name>.n)
+
+    def n_of(self, name: str) -> int:
+        """How many of the first test images attack `name` sees."""
+        return self.own_n.get(name, self.n)
 
 
 @dataclass(frozen=True)
@@ -337,11 +342,15 @@ def _load_attack(block: Any, path: Path, registry) -> AttackParams:
         raise UserError(f"{path}: 'attack' must be a mapping")
     core = _validate(_AttackCore, {k: v for k, v in block.items() if k in _AttackCore.model_fields}, "attack", path)
     settings: dict[str, BaseModel] = {}
+    own_n: dict[str, int] = {}
     for key, value in block.items():
         if key in _AttackCore.model_fields:
             continue
         if key not in registry:
             raise UserError(f"{path}: unknown key 'attack.{key}'; attacks: {', '.join(registry.names())}")
+        if isinstance(value, dict) and "n" in value:
+            value = dict(value)
+            own_n[key] = _own_n(value.pop("n"), key, core.n, path)
         settings[key] = _validate(registry.get(key).Params, value, f"attack.{key}", path)
     for name in core.suite:
         if name not in registry:
@@ -351,4 +360,12 @@ def _load_attack(block: Any, path: Path, registry) -> AttackParams:
         if name not in settings:
             raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
     return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings,
-                        precision=core.precision)
+                        precision=core.precision, own_n=own_n)
+
+
+def _own_n(value: Any, name: str, n: int, path: Path) -> int:
+    """An attack's own number of test images: a whole number in 1..attack.n."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
+        raise UserError(f"{path}: 'attack.{name}.n': expected a whole number of test images from 1 to attack.n "
+                        f"({n}), got {value!r}")
+    return value

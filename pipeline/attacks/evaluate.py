@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -49,10 +49,17 @@ class Evaluation:
     outcomes: dict[str, AttackOutcome] = field(default_factory=dict)
     clean_passes: Passes = field(default_factory=Passes)
 
+    @property
+    def worst_case_n(self) -> int:
+        """Images the worst case is taken over: the first n of the attack that saw the fewest."""
+        return min([len(self.clean), *(len(o.robust) for o in self.outcomes.values())])
+
     def worst_case(self) -> torch.Tensor:
-        flags = self.clean.clone()
+        """Robust to every attack, on the first `worst_case_n` images (those every attack saw)."""
+        m = self.worst_case_n
+        flags = self.clean[:m].clone()
         for outcome in self.outcomes.values():
-            flags &= outcome.robust
+            flags &= outcome.robust[:m]
         return flags
 
 
@@ -127,8 +134,11 @@ def in_precision(model: nn.Module, precision: str, device: torch.device) -> nn.M
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
-             seed: int = 0, on_attack=None, precision: str = "fp32") -> Evaluation:
+             seed: int = 0, on_attack=None, precision: str = "fp32", n_of: Mapping[str, int] | None = None) -> Evaluation:
     """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode).
+
+    `n_of` gives an attack its own number of test images (the first n of `x`; at most len(x)),
+    so a cheap attack can see the whole test set and an expensive one its first part.
 
     Under bf16 the clean predictions stay fp32 (the clean row is the paper protocol's), the
     attacks run on the bf16 forward and their verdicts are its predictions; `fp32_only`
@@ -141,7 +151,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[A
         result.clean_passes = _passes(counted)
         for attack in attacks:
             on = counted if attack.fp32_only else fast
-            result.outcomes[attack.name] = run_attack(on, attack, x, y, result.clean, batch_size, seed)
+            n = (n_of or {}).get(attack.name, len(x))
+            result.outcomes[attack.name] = run_attack(on, attack, x[:n], y[:n], result.clean[:n], batch_size, seed)
             if on_attack:
                 on_attack(attack.name)
     return result
@@ -152,16 +163,19 @@ def percent(flags: torch.Tensor) -> float:
 
 
 def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:
-    """The result-schema entries: clean, one per attack, worst_case."""
+    """The result-schema entries: clean, one per attack (each with the n it saw), worst_case (over which
+    attacks and images it is taken)."""
     n = len(evaluation.clean)
-    out: dict[str, Any] = {"clean": {"accuracy": percent(evaluation.clean), "n_correct": int(evaluation.clean.sum())}}
+    out: dict[str, Any] = {"clean": {"accuracy": percent(evaluation.clean), "n_correct": int(evaluation.clean.sum()),
+                                     "n": n}}
     for attack in attacks:
         o = evaluation.outcomes[attack.name]
-        out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), **attack.describe(),
-                            **attack.results(), "validity": o.validity, "passes": o.passes.as_dict(n),
-                            "seconds": round(o.seconds, 3)}
+        out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), "n": len(o.robust),
+                            **attack.describe(), **attack.results(), "validity": o.validity,
+                            "passes": o.passes.as_dict(len(o.robust)), "seconds": round(o.seconds, 3)}
     worst = evaluation.worst_case()
     total = sum((o.passes for o in evaluation.outcomes.values()), evaluation.clean_passes)
-    out["worst_case"] = {"accuracy": percent(worst), "n_correct": int(worst.sum()),
+    out["worst_case"] = {"accuracy": percent(worst), "n_correct": int(worst.sum()), "n": len(worst),
+                         "images": f"the first {len(worst)} of the {n} evaluated (those every attack saw)",
                          "attacks": [a.name for a in attacks], "passes": total.as_dict(n)}
     return out

@@ -118,7 +118,8 @@ def _attack_subject(subject: Subject, params: Params, show_progress: bool | None
     with progress(show_progress) as bar:
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
         evaluation = evaluate(model.float(), x.float(), y, attacks, params.attack.batch_size, params.seed,
-                              on_attack=lambda name: bar.advance(task), precision=params.attack.precision)
+                              on_attack=lambda name: bar.advance(task), precision=params.attack.precision,
+                              n_of={a.name: params.attack.n_of(a.name) for a in attacks})
     record = {
         "dataset": dataset,
         "run": run,
@@ -130,14 +131,16 @@ def _attack_subject(subject: Subject, params: Params, show_progress: bool | None
         "device": str(device),
         "evaluation": {"precision": evaluation_label(params.attack.precision, device, attacks),
                        "batch_size": params.attack.batch_size,
-                       "note": "data cut to the first n test images; every attack at its configured budget"},
+                       "note": "data cut to the first n test images (an attack's own n where it sets one); "
+                               "every attack at its configured budget"},
         "versions": library_versions(),
         "training": subject.info.get("settings", {}),
         **summarise(evaluation, attacks),
     }
     flags = {"clean": evaluation.clean, "worst_case": evaluation.worst_case()}
     flags.update({name: o.robust for name, o in evaluation.outcomes.items()})
-    save_tensors(paths.attack_flags(dataset, run), flags, {"n": len(y), "subset": subset})
+    save_tensors(paths.attack_flags(dataset, run), flags, {"n": len(y), "subset": subset,
+                                                           "worst_case_n": evaluation.worst_case_n})
     out = paths.attack_result(dataset, run)
     write_json(out, record)
     return out

@@ -8,6 +8,7 @@ from ..core import paths
 from ..core.io import read_json, write_json, write_text
 from ..params import Params
 from . import evidence, stats
+from .sizes import evaluated_on
 
 #: Column order of the paper's Table 2, then what the paper does not tabulate.
 COLUMNS = ["clean", "pgd20", "pgd100", "l2_pgd", "mim", "fgsm", "cw_inf", "fab", "fab_t", "square", "simba",
@@ -50,7 +51,7 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims:
         cols = ordered_columns({k for r in params.methods for k in summary[r][ds]})
         first = records[(ds, params.methods[0])]
         lines += [f"## {ds}", "",
-                  f"n = {first['n']} ({first['subset']}), seed {first['seed']}, device {first['device']}", ""]
+                  f"{evaluated_on(first)}, seed {first['seed']}, device {first['device']}", ""]
         lines.append("| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " | Sanity |")
         lines.append("|---|" + "---:|" * len(cols) + "---|")
         for run in params.methods:

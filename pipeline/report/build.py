@@ -8,6 +8,7 @@ from ..core import paths
 from ..core.io import write_text
 from ..params import Params
 from . import evidence, figures, paper, tables
+from .sizes import evaluated_on
 from .collect import Results, RunResults, collect, sanity_sweeps
 from .plots_data import write_plot_data
 
@@ -41,7 +42,7 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     analysis = results.analyses.get(ds)
     lines = [f"## {ds}", "", f"Model: {describe_models(runs)}.", ""]
     first = next((r.record for r in runs if r.record), None)
-    where = (f"Attacks on the {first['subset']} (n = {first['n']}), seed {first['seed']}, device {first['device']}."
+    where = (f"Attacks: {evaluated_on(first)}, seed {first['seed']}, device {first['device']}."
              if first else "No attack record yet.")
     lines += section("Claims of the paper, tested", evidence.claims_markdown(evidence.claims_for(ds, results.runs)),
                      "Each of the paper's testable claims measured on this dataset's runs (one seed unless stated).")

@@ -62,6 +62,16 @@ class Context:
             return predict(self.model, self.x, self.params.attack.batch_size) == self.y
 
     @cached_property
+    def compared(self) -> dict[str, dict[str, Any]]:
+        """The attack entries as the rules compare them: on the images every attack saw."""
+        return comparable_entries(self.record, self.flags)
+
+    @cached_property
+    def compared_n(self) -> int:
+        """How many images the compared accuracies are taken over."""
+        return min((int(e["n"]) for e in self.compared.values()), default=int(self.record["n"]))
+
+    @cached_property
     def eps_sweep(self) -> dict[str, Any]:
         from .sweeps import eps_sweep
 
@@ -101,6 +111,24 @@ def attack_entries(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in record.items() if isinstance(v, dict) and "validity" in v}
 
 
+def comparable_entries(record: dict[str, Any], flags: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+    """Attack entries with accuracies on the same images: as recorded when every attack saw the same n,
+    else restated from the per-example flags on the first m images, m the smallest attack's n."""
+    entries = {k: {**v, "n": int(v.get("n", record["n"]))} for k, v in attack_entries(record).items()}
+    m = min((e["n"] for e in entries.values()), default=0)
+    if all(e["n"] == m for e in entries.values()):
+        return entries
+    missing = [k for k in entries if k not in flags]
+    if missing:
+        raise ValueError(f"attacks saw different n but the per-example flags of {', '.join(missing)} are missing")
+    restated = {}
+    for name, entry in entries.items():
+        robust = flags[name][:m]
+        restated[name] = {**entry, "n": m, "n_correct": int(robust.sum()),
+                          "accuracy": 100.0 * int(robust.sum()) / m}
+    return restated
+
+
 def attack_class(name: str):
     from ..attacks import ATTACKS
 
@@ -126,10 +154,11 @@ def of_kind(entries: dict[str, dict], ref: dict, *, access: str | None = None, i
 
 def only_fooled_by(ctx: Context, attacker: str, others: list[str]) -> int | None:
     """Examples `attacker` fooled while every attack in `others` did not (None without flags)."""
-    if attacker not in ctx.flags or any(o not in ctx.flags for o in others) or not others:
+    if attacker not in ctx.flags or any(o not in ctx.flags for o in others) or not others or "clean" not in ctx.flags:
         return None
-    robust_to_others = torch.stack([ctx.flags[o] for o in others]).all(0)
-    return int((~ctx.flags[attacker] & ctx.flags["clean"] & robust_to_others).sum()) if "clean" in ctx.flags else None
+    m = min(len(ctx.flags[k]) for k in [attacker, *others])  # the images all of them saw
+    robust_to_others = torch.stack([ctx.flags[o][:m] for o in others]).all(0)
+    return int((~ctx.flags[attacker][:m] & ctx.flags["clean"][:m] & robust_to_others).sum())
 
 
 @rule(1, "adversarial examples are valid (in [0,1], within eps, no NaN)")
@@ -166,11 +195,11 @@ def deterministic(ctx: Context) -> Check:
 
 @rule(3, "iterative attacks are at least as strong as FGSM")
 def iterative_beats_single_step(ctx: Context) -> Check:
-    entries = attack_entries(ctx.record)
+    entries = ctx.compared
     if "fgsm" not in entries:
         return Check(3, "", "skip", "FGSM was not run")
     fgsm = entries["fgsm"]["accuracy"]
-    tol = tolerance_pp(fgsm, ctx.record["n"])
+    tol = tolerance_pp(fgsm, ctx.compared_n)
     iterative = {k: v["accuracy"] for k, v in of_kind(entries, entries["fgsm"], iterative=True).items()}
     if not iterative:
         return Check(3, "", "skip", "no iterative attack on FGSM's threat model was run")
@@ -183,14 +212,14 @@ def iterative_beats_single_step(ctx: Context) -> Check:
 
 @rule(4, "more PGD steps never help the model (PGD-100 vs PGD-20; steps sweep)")
 def more_steps_not_weaker(ctx: Context) -> Check:
-    entries = attack_entries(ctx.record)
+    entries = ctx.compared
     sweep = ctx.steps_sweep
     problems, warnings = [], []
     figures: dict[str, Any] = dict(sweep)  # steps and accuracy at the top, where the report looks for sweeps
     tol = None
     if "pgd20" in entries and "pgd100" in entries:
         a20, a100 = entries["pgd20"]["accuracy"], entries["pgd100"]["accuracy"]
-        tol = tolerance_pp(a20, ctx.record["n"])
+        tol = tolerance_pp(a20, ctx.compared_n)
         figures.update(pgd20=a20, pgd100=a100, only_pgd20_fools=only_fooled_by(ctx, "pgd20", ["pgd100"]))
         if a100 > a20 + tol:
             problems.append(f"PGD-100 ({a100:.2f}) weaker than PGD-20 ({a20:.2f})")
@@ -229,7 +258,7 @@ def eps_monotone(ctx: Context) -> Check:
 
 @rule(6, "white-box attacks are at least as strong as black-box ones")
 def white_box_beats_black_box(ctx: Context) -> Check:
-    entries = attack_entries(ctx.record)
+    entries = ctx.compared
     black = {k: v for k, v in entries.items() if (c := attack_class(k)) is not None and c.access == "black-box"}
     if not black:
         return Check(6, "", "skip", "no black-box attack was run")
@@ -240,7 +269,7 @@ def white_box_beats_black_box(ctx: Context) -> Check:
             continue
         best_name = min(white, key=lambda k: white[k]["accuracy"])
         best = white[best_name]["accuracy"]
-        tol = tolerance_pp(best, ctx.record["n"])
+        tol = tolerance_pp(best, ctx.compared_n)
         tol_max = max(tol_max, tol)
         figures[name] = {"accuracy": entry["accuracy"], "best_white_box": best_name, "best_white_box_accuracy": best,
                          "only_this_fools": only_fooled_by(ctx, name, list(white))}
@@ -256,11 +285,11 @@ def white_box_beats_black_box(ctx: Context) -> Check:
 
 @rule(7, "AutoAttack is at least as strong as every single white-box attack")
 def autoattack_strongest(ctx: Context) -> Check:
-    entries = attack_entries(ctx.record)
+    entries = ctx.compared
     if "autoattack" not in entries:
         return Check(7, "", "skip", "AutoAttack was not run")
     aa = entries["autoattack"]["accuracy"]
-    tol = tolerance_pp(aa, ctx.record["n"])
+    tol = tolerance_pp(aa, ctx.compared_n)
     white = of_kind(entries, entries["autoattack"], access="white-box")
     stronger = {k: v["accuracy"] for k, v in white.items() if aa > v["accuracy"] + tol}
     figures = {"autoattack": aa, **{k: v["accuracy"] for k, v in white.items()},
@@ -279,14 +308,14 @@ def gradients_alive(ctx: Context) -> Check:
     figures: dict[str, Any] = {"points": len(norms["margin"]), "zero_margin_gradients": zero_margin,
                                "zero_ce_gradients": zero_ce,
                                "median_margin_gradient_l1": float(norms["margin"].median()) if len(norms["margin"]) else None}
-    entries = attack_entries(ctx.record)
+    entries = ctx.compared
     tol = None
     warnings = []
     if zero_ce:
         warnings.append(f"{zero_ce} points have a zero CE gradient (saturated softmax)")
     if "pgd20" in entries and "cw_inf" in entries:
         ce, cw = entries["pgd20"]["accuracy"], entries["cw_inf"]["accuracy"]
-        tol = tolerance_pp(ce, ctx.record["n"])
+        tol = tolerance_pp(ce, ctx.compared_n)
         figures.update(pgd20=ce, cw_inf=cw)
         if cw < ce - tol:
             warnings.append(f"CW-inf ({cw:.2f}) much stronger than CE-PGD ({ce:.2f}): CE saturates")
