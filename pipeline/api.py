@@ -34,7 +34,7 @@ def preprocess(dataset: str, params: Params | None = None) -> Path:
 
     p = _params(params)
     size, rule = p.data.resize(dataset)
-    return prepare(_dataset(dataset), p.data.val_fraction, size, resize=rule)
+    return prepare(_dataset(dataset), p.data.val_fraction, size, resize=rule, train_n=p.data.train_n.get(dataset))
 
 
 def train(dataset: str, method: str, params: Params | None = None, resume: bool = True) -> Path:

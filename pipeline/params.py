@@ -53,13 +53,17 @@ class DataParams(Strict):
         default="auto", description="training batches: kept on the device, streamed by workers, or auto (fits?)"
     )
     workers: NonNegativeInt = Field(default=4, description="data-loader worker processes when streaming")
+    train_n: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="dataset -> training images kept after the validation hold-out "
+        "(a class-stratified, fixed subset); a dataset not listed keeps all"
+    )
 
     def resize(self, dataset: str) -> tuple[int | None, str]:
         """(image side or None for the native size, resize rule) of `dataset`."""
         value = self.resolution.get(dataset)
         return (value.size, value.rule) if isinstance(value, Resize) else (value, "crop")
 
-    @field_validator("resolution", "sources")
+    @field_validator("resolution", "sources", "train_n")
     @classmethod
     def _known_datasets(cls, value: dict) -> dict:
         from .data import DATASETS

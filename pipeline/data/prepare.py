@@ -23,9 +23,10 @@ from .images import RESIZE_RULES, TensorSplit
 from .registry import DATASETS
 from .shards import FORMAT, SplitReader, shard_metadata
 from .sources import resolve_source
-from .split import stratified_split
+from .split import stratified_split, stratified_subset
 
 VAL_SPLIT_SEED = 1234  # fixed: the validation split never depends on the run's seed
+TRAIN_SUBSET_SEED = 4321  # fixed: data.train_n's subset never depends on the run's seed
 SHARD_BYTES = 1 << 30  # images per shard file (1 GiB)
 STATS_VALUES = 1 << 27  # values per float64 piece when computing mean/std (1 GiB of memory)
 LOAD_CHUNK = 4096  # images decoded per step (progress granularity)
@@ -69,9 +70,9 @@ def _as_split(split):
 
 
 def preprocess(name: str, val_fraction: float, resolution: int | None = None, show_progress: bool | None = None,
-               resize: str = "crop") -> Path:
+               resize: str = "crop", train_n: int | None = None) -> Path:
     """Read the raw files, resize to `resolution` (None: native size) by rule `resize`, hold out a validation set,
-    write shards."""
+    keep a class-stratified `train_n` of the rest (None: all), write shards."""
     spec = DATASETS.get(name, key="dataset")
     if not paths.raw_dir(name).is_dir():
         raise UserError(f"{paths.raw_dir(name)}: raw data not found; run `otjr stage download --dataset {name}` "
@@ -90,6 +91,12 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
         train = sources["train"]
         keep, held = stratified_split(train.labels, val_fraction, VAL_SPLIT_SEED)
         plan["train"], plan["val"] = (train, keep), (train, held)
+    if train_n is not None:
+        src, keep = plan["train"]
+        if train_n > len(keep):
+            raise UserError(f"data.train_n.{name}: {train_n} is more than the {len(keep)} training images of {name} "
+                            f"left after the validation hold-out (val_fraction {val_fraction})")
+        plan["train"] = (src, keep[stratified_subset(src.labels[keep], train_n, TRAIN_SUBSET_SEED)])
 
     staging = paths.prepared_dir(name).with_name(f".{name}.preparing")
     shutil.rmtree(staging, ignore_errors=True)
@@ -131,6 +138,8 @@ def preprocess(name: str, val_fraction: float, resolution: int | None = None, sh
             "val_fraction": val_fraction,
             "val_split_seed": VAL_SPLIT_SEED,
         }
+        if train_n is not None:
+            meta["train_subset"] = {"n": train_n, "seed": TRAIN_SUBSET_SEED, "rule": "class-stratified"}
         if resized:
             meta["resize"] = {"size": size, "rule": RESIZE_RULES[resize]}
         if any(len(files) > 1 for files in written.values()):

@@ -1,6 +1,6 @@
 """Models: a registry of architectures (normalisation inside) and safetensors checkpoints."""
 
-from . import preact_resnet, resnet, small_cnn, wide_resnet  # noqa: F401  (registration)
+from . import preact_resnet, resnet, small_cnn, strided_cnn, wide_resnet  # noqa: F401  (registration)
 from .checkpoint import build, checkpoint_info, load_checkpoint, model_spec, read_checkpoint, save_checkpoint
 from .registry import MODELS, Classifier, Normalize, create
 

@@ -1,0 +1,62 @@
+"""The Fashion-MNIST tiers: each preset resolves to a valid params.yaml at Fashion-MNIST's L-inf budget
+eps = 0.1, with the paper's hyper-parameters as the primary rows (docs/results/fashion-mnist-tiers.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import presets
+from pipeline.params import _Core, load_params
+
+TIER_METHODS = ["xe", "pgd_at", "trades", "otjr", "rand_jr", "opt_jr"]
+SEEDS_KEY = "seeds" in _Core.model_fields  # being added by another change (issue 10)
+
+
+def _params(tmp_path, name):
+    return load_params(presets.apply(name, tmp_path / "params.yaml"))
+
+
+def _check_budget_and_paper_values(p):
+    assert p.datasets == ("fashion_mnist",)
+    assert p.adversary.eps == pytest.approx(0.1)
+    for name, block in p.attack.settings.items():
+        if getattr(block, "norm", None) == "linf":
+            assert block.eps == pytest.approx(0.1), name
+    pgd20 = p.attack.settings["pgd20"]
+    assert (pgd20.step, pgd20.steps) == (pytest.approx(0.025), 20)  # eps/4, as 2/255 for 8/255
+    otjr = p.for_method("otjr")
+    assert (otjr.lambda_j, otjr.lambda_sw, otjr.num_projections) == (pytest.approx(0.002), 64, 32)
+    assert p.for_method("trades").beta == 6
+    assert p.for_method("rand_jr").lambda_j == pytest.approx(0.02) and p.for_method("opt_jr").lambda_j == pytest.approx(0.02)
+    assert 0 in p.sanity.eps_sweep and max(p.sanity.eps_sweep) >= 0.5  # reaches chance well past eps
+
+
+def test_cpu_tier_validates_and_holds_its_calibrated_settings(tmp_path):
+    p = _params(tmp_path, "fashion-mnist")
+    _check_budget_and_paper_values(p)
+    assert p.methods == tuple(TIER_METHODS)
+    assert p.data.train_n == {"fashion_mnist": 20000}
+    assert p.model.name == "strided_cnn" and p.train.epochs == 8
+    assert (p.adversary.steps, p.adversary.step) == (5, pytest.approx(0.04))
+    assert presets.describe("fashion-mnist")
+
+
+@pytest.mark.xfail(not SEEDS_KEY, strict=True, reason="needs the `seeds` params key, not yet on this branch")
+def test_full_tier_validates_with_five_seeds(tmp_path):
+    p = _params(tmp_path, "fashion-mnist-full")
+    _check_budget_and_paper_values(p)
+    assert list(p.seeds) == [0, 1, 2, 3, 4]
+    assert p.data.train_n == {} and p.train.epochs == 100 and p.model.name == "preact_resnet18"
+    assert (p.adversary.steps, p.adversary.step) == (10, pytest.approx(0.025))
+
+
+def test_full_tier_without_seeds_validates(tmp_path):
+    """Everything but `seeds` validates today, so the preset is ready once the key lands."""
+    merged = presets.resolve("fashion-mnist-full")
+    assert list(merged.pop("seeds")) == [0, 1, 2, 3, 4]
+    path = tmp_path / "params.yaml"
+    with open(path, "w") as f:
+        presets._yaml().dump(merged, f)
+    p = load_params(path)
+    _check_budget_and_paper_values(p)
+    assert p.data.train_n == {} and p.train.epochs == 100 and len(p.methods) == 10
