@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from typing import Any, Callable, Literal
 
 import torch
-from torch import nn
 
-from ..params import Params
+from ..attacks import ATTACKS
+from .sweeps import Context, input_gradients, noise_robust, pgd_robust, pgd_settings, repeated_logits
 
 Verdict = Literal["pass", "warn", "fail", "skip"]
 
@@ -39,39 +38,6 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Context:
-    model: nn.Module
-    x: torch.Tensor
-    y: torch.Tensor
-    record: dict[str, Any]  # the attack stage's JSON for this model
-    params: Params
-    num_classes: int
-    flags: dict[str, torch.Tensor] = field(default_factory=dict)  # the attack stage's per-example robust flags
-    undefended_record: dict[str, Any] | None = None  # rule 10: the undefended run's attack record
-    measured: dict[tuple, Any] = field(default_factory=dict, repr=False)  # runs shared by several rules
-
-    @cached_property
-    def clean(self) -> torch.Tensor:
-        from ..attacks.evaluate import predict
-        from ..train.adversary import frozen
-
-        with frozen(self.model):
-            return predict(self.model, self.x, self.params.attack.batch_size) == self.y
-
-    @cached_property
-    def eps_sweep(self) -> dict[str, Any]:
-        from .sweeps import eps_sweep
-
-        return eps_sweep(self)
-
-    @cached_property
-    def steps_sweep(self) -> dict[str, Any]:
-        from .sweeps import steps_sweep
-
-        return steps_sweep(self)
 
 
 RULES: list[tuple[int, str, Callable[[Context], Check]]] = []
@@ -102,8 +68,6 @@ def attack_entries(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def attack_class(name: str):
-    from ..attacks import ATTACKS
-
     return ATTACKS.get(name) if name in ATTACKS else None
 
 
@@ -149,8 +113,6 @@ def valid_examples(ctx: Context) -> Check:
 
 @rule(2, "the model is deterministic in eval mode")
 def deterministic(ctx: Context) -> Check:
-    from .sweeps import repeated_logits
-
     first, second = repeated_logits(ctx)
     diff = float((first - second).abs().max()) if first.numel() else 0.0
     scale = float(first.abs().max()) if first.numel() else 1.0
@@ -272,8 +234,6 @@ def autoattack_strongest(ctx: Context) -> Check:
 
 @rule(8, "input gradients are not zero; the margin loss is not much stronger than CE")
 def gradients_alive(ctx: Context) -> Check:
-    from .sweeps import input_gradients
-
     norms = input_gradients(ctx)
     zero_margin, zero_ce = int((norms["margin"] == 0).sum()), int((norms["ce"] == 0).sum())
     figures: dict[str, Any] = {"points": len(norms["margin"]), "zero_margin_gradients": zero_margin,
@@ -302,8 +262,6 @@ def gradients_alive(ctx: Context) -> Check:
 
 @rule(9, "uniform noise in the eps-ball is weaker than PGD")
 def noise_weaker(ctx: Context) -> Check:
-    from .sweeps import noise_robust, pgd_robust, pgd_settings
-
     eps, step = pgd_settings(ctx)
     noise = noise_robust(ctx)
     pgd = pgd_robust(ctx, eps, step, 20, ctx.params.seed + 20)
