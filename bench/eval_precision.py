@@ -34,7 +34,7 @@ from trained_models import EPS, digits, trained  # noqa: E402
 def train_wrn(epochs: int = 15, seed: int = 0) -> torch.nn.Module:
     """WRN-10-2 by PGD-AT on the digits, the loop of tests/trained_models.py."""
     from pipeline.models import create
-    from pipeline.train.adversary import Adversary
+    from pipeline.core.pgd import Adversary
 
     data = digits()
     torch.manual_seed(seed)

@@ -89,7 +89,8 @@ def counting(root: Path, seeds: list[int]) -> None:
     import torchattacks
 
     os.environ["OTJR_ROOT"] = str(root)
-    from pipeline.attacks.iterative import ascend, cross_entropy
+    from pipeline.attacks.iterative import cross_entropy, on_labels
+    from pipeline.core.pgd import ascend
     from pipeline.data.prepare import load_split_uint8
     from pipeline.models import load_checkpoint
 
@@ -100,14 +101,14 @@ def counting(root: Path, seeds: list[int]) -> None:
         for p in model.parameters():
             p.requires_grad_(False)
         attacks = {
-            "PGD-20": ({"start": True}, torchattacks.PGD(model, eps=0.2, alpha=0.05, steps=20, random_start=True)),
-            "MIM-20": ({"start": False, "decay": 1.0}, torchattacks.MIFGSM(model, eps=0.2, alpha=0.05, steps=20, decay=1.0)),
+            "PGD-20": ({"start": "uniform"}, torchattacks.PGD(model, eps=0.2, alpha=0.05, steps=20, random_start=True)),
+            "MIM-20": ({"start": None, "decay": 1.0}, torchattacks.MIFGSM(model, eps=0.2, alpha=0.05, steps=20, decay=1.0)),
         }
         for name, (ours_kw, theirs) in attacks.items():
             ours, last = [], []
             for seed in seeds:
                 torch.manual_seed(seed)
-                a = ascend(model, x, y, cross_entropy, eps=0.2, step=0.05, steps=20, **ours_kw)
+                a = ascend(model, x, on_labels(cross_entropy, y), eps=0.2, step=0.05, steps=20, labels=y, **ours_kw)
                 ours.append(100 * (a.fooled_at > 20).float().mean().item())
                 torch.manual_seed(seed)
                 x_last = theirs(x, y)

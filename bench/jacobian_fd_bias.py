@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.methods import METHODS, Setup  # noqa: E402
 from pipeline.methods.jacobian import Exact, FiniteDifference  # noqa: E402
-from pipeline.train.adversary import Adversary  # noqa: E402
+from pipeline.core.pgd import Adversary  # noqa: E402
 
 
 def trained_digits_model(root: Path) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:

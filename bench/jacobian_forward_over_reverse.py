@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.losses import jacobian_penalty  # noqa: E402
 from pipeline.methods.jacobian import CleanPass, Exact  # noqa: E402
-from pipeline.train.adversary import batch_statistics_only  # noqa: E402
+from pipeline.core.passes import batch_statistics_only  # noqa: E402
 
 
 class DecomposedBatchNorm(TorchFunctionMode):
@@ -111,9 +111,9 @@ def time_steps(batch_size: int, steps: int, model_args: dict) -> dict[str, float
     from pipeline.methods import METHODS, Setup
     from pipeline.models import create
     from pipeline.params import load_params
-    from pipeline.train.adversary import Adversary
+    from pipeline.core.pgd import Adversary
     from pipeline.train.sgd import SGD
-    from pipeline.train.step import make_step
+    from pipeline.train.step import Step
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     g = torch.Generator().manual_seed(0)
@@ -126,7 +126,7 @@ def time_steps(batch_size: int, steps: int, model_args: dict) -> dict[str, float
         torch.manual_seed(0)
         model = create("wrn34_10", num_classes=10, **model_args)
         m = METHODS.get(method)(params.for_method(method), Setup(Adversary(8 / 255, 2 / 255, 10), 10, mode))
-        step = make_step(model, SGD(model.parameters(), lr=0.1, momentum=0.9), m)
+        step = Step(model, SGD(model.parameters(), lr=0.1, momentum=0.9), m)
         step.start_epoch(0, 0.1)
         runs[label] = (step, [])
     for r in range(steps + 1):

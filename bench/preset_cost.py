@@ -27,7 +27,7 @@ from pipeline.benchmark.flops import FlopCount  # noqa: E402
 from pipeline.methods import METHODS, Setup  # noqa: E402
 from pipeline.models import create  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
-from pipeline.train.adversary import Adversary  # noqa: E402
+from pipeline.core.pgd import Adversary  # noqa: E402
 
 #: Published training-set sizes (ImageNet100: the 100 CMC classes of ILSVRC-2012 train).
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet100": 126_689, "intel": 14_034}

@@ -12,8 +12,8 @@ from torch import nn
 from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup
 from pipeline.methods.awp import AWPParams
 from pipeline.methods.lbgat import LBGATParams
-from pipeline.train import Adversary
-from pipeline.train.step import make_step
+from pipeline.core.pgd import Adversary
+from pipeline.train.step import Step
 
 
 def bn_model(seed: int = 0) -> nn.Module:
@@ -40,7 +40,7 @@ def sgd(model):
 
 def awp_step(model, optimizer, method, gamma=0.01, warmup=0):
     awp = ADDONS.get("awp")(AWPParams(gamma=gamma, warmup_epochs=warmup), AddOnSetup(model, optimizer, None))
-    return make_step(model, optimizer, method, awp)
+    return Step(model, optimizer, method, awp)
 
 
 def naive_perturbed_gradient(model, objective, gamma):
@@ -96,7 +96,7 @@ def test_awp_waits_for_its_warmup_and_gamma_zero_is_plain_training():
     for gamma, warmup, epoch in [(0.01, 2, 1), (0.0, 0, 0), (None, None, 0)]:
         model = bn_model(3)
         optimizer = sgd(model)
-        step = awp_step(model, optimizer, method, gamma, warmup) if gamma is not None else make_step(
+        step = awp_step(model, optimizer, method, gamma, warmup) if gamma is not None else Step(
             model, optimizer, method)
         step.start_epoch(epoch, 0.1)
         step(x, y)
@@ -107,7 +107,7 @@ def test_awp_waits_for_its_warmup_and_gamma_zero_is_plain_training():
 
 def lbgat_step(model, optimizer, method, lam=0.5):
     setup = AddOnSetup(model, optimizer, lambda: bn_model(9))
-    return make_step(model, optimizer, method, ADDONS.get("lbgat")(LBGATParams(lambda_guide=lam), setup))
+    return Step(model, optimizer, method, ADDONS.get("lbgat")(LBGATParams(lambda_guide=lam), setup))
 
 
 def test_lbgat_trains_a_teacher_whose_clean_logits_guide_the_adversarial_logits():

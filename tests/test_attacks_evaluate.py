@@ -11,7 +11,8 @@ from torch import nn
 from conftest import REPO, write_params
 from pipeline.attacks import ATTACKS, evaluate, summarise
 from pipeline.attacks.counting import CountingModel
-from pipeline.attacks.iterative import ascend, cross_entropy
+from pipeline.attacks.iterative import cross_entropy, on_labels
+from pipeline.core.pgd import ascend
 from pipeline.core.errors import UserError
 from pipeline.params import load_params
 from trained_models import EPS, digits, trained
@@ -35,7 +36,7 @@ def test_counting_model_counts_image_passes():
     model = CountingModel(never_fooled_model())
     x = torch.rand(5, 1, 8, 8)
     y = torch.zeros(5, dtype=torch.long)
-    ascend(model, x, y, cross_entropy, eps=EPS, step=EPS / 4, steps=7)
+    ascend(model, x, on_labels(cross_entropy, y), eps=EPS, step=EPS / 4, steps=7, labels=y)
     assert (model.passes.forward, model.passes.backward) == (5 * 8, 5 * 7)
     xr = x.clone().requires_grad_(True)
     out = model(xr).sum()
@@ -222,7 +223,7 @@ def test_attacks_offering_both_norms_run_in_l2(name):
 
 
 def test_l2_projection_stays_in_the_ball_after_float32_rounding():
-    from pipeline.attacks.iterative import fit_l2, l2_norms, project
+    from pipeline.core.pgd import fit_l2, l2_norms, project
 
     torch.manual_seed(0)
     x = 0.25 + 0.5 * torch.rand(64, 3, 224, 224)  # ImageNet-sized, away from the [0, 1] box

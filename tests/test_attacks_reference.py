@@ -21,8 +21,9 @@ import torchattacks
 from pipeline.attacks.apgd import apgd
 from pipeline.attacks.blackbox import simba
 from pipeline.attacks.boundary import deepfool, fab_targeted, fab_untargeted
-from pipeline.attacks.iterative import ascend, cross_entropy, cw_loss
-from pipeline.train.adversary import frozen
+from pipeline.attacks.iterative import cross_entropy, cw_loss, on_labels
+from pipeline.core.passes import frozen
+from pipeline.core.pgd import ascend
 from trained_models import EPS, digits, trained
 
 N = 96
@@ -58,17 +59,17 @@ def test_ascend_follows_torchattacks(kind, model64, points64):
     eps, step, steps = (0.75, 0.0879, 20) if kind == "pgd_l2" else (EPS, EPS / 4, 20)
     if kind == "pgd_linf":
         ref = torchattacks.PGD(model64, eps=eps, alpha=step, steps=steps, random_start=True)
-        kwargs = {"norm": "linf", "start": True}
+        kwargs = {"norm": "linf", "start": "uniform"}
     elif kind == "pgd_l2":
         ref = torchattacks.PGDL2(model64, eps=eps, alpha=step, steps=steps, random_start=True)
-        kwargs = {"norm": "l2", "start": True}
+        kwargs = {"norm": "l2", "start": "uniform"}
     else:
         ref = torchattacks.MIFGSM(model64, eps=eps, alpha=step, steps=steps, decay=1.0)
-        kwargs = {"norm": "linf", "start": False, "decay": 1.0}
+        kwargs = {"norm": "linf", "start": None, "decay": 1.0}
     torch.manual_seed(3)
     theirs = ref(x, y)
     torch.manual_seed(3)
-    ours = ascend(model64, x, y, cross_entropy, eps=eps, step=step, steps=steps, **kwargs)
+    ours = ascend(model64, x, on_labels(cross_entropy, y), eps=eps, step=step, steps=steps, labels=y, **kwargs)
 
     never = ours.fooled_at > steps
     assert 0 < int(never.sum()) < len(y), "the comparison needs both fooled and robust examples"
@@ -109,7 +110,7 @@ def test_cw_inf_matches_naive_reference(model64, points64):
     start = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1)
     expected = naive_cw_inf(model64, x, y, start, EPS, EPS / 4, 20, kappa=50.0)
     torch.manual_seed(5)
-    ours = ascend(model64, x, y, cw_loss(50.0), eps=EPS, step=EPS / 4, steps=20)
+    ours = ascend(model64, x, on_labels(cw_loss(50.0), y), eps=EPS, step=EPS / 4, steps=20, labels=y)
     torch.testing.assert_close(ours.x_adv, expected, rtol=0, atol=1e-12)
     fooled = predictions(model64, ours.x_adv) != y
     assert 0 < int(fooled.sum()) < len(y)

@@ -19,10 +19,10 @@ from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup
 from pipeline.methods.jacobian import jacobian_mode
 from pipeline.models import create
 from pipeline.params import load_params
-from pipeline.train import Adversary
+from pipeline.core.pgd import Adversary
 from pipeline.train.sgd import SGD
 from pipeline.train.speed import Speed, prepare
-from pipeline.train.step import make_step
+from pipeline.train.step import Step
 
 PLANTED = '''
 def planted_objective(original):
@@ -65,7 +65,7 @@ def _step(params, run: str, jacobian: str = "exact", speed: Speed | None = None,
     for name in addons:
         new = lambda: create("small_cnn", num_classes=10, in_channels=1, width=4)  # noqa: E731
         addon = ADDONS.get(name)(params.for_addon(name), AddOnSetup(model, optimizer, new))
-    step = make_step(model, optimizer, method, addon, speed=speed, device=torch.device("cpu"))
+    step = Step(model, optimizer, method, addon, speed=speed, device=torch.device("cpu"))
     step.start_epoch(0, 0.05)
     return step
 

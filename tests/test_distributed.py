@@ -43,10 +43,11 @@ def _train(run_name: str, model_kind: str, ranks):
     from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup, parse_run
     from pipeline.models import create
     from pipeline.params import load_params
-    from pipeline.train import Adversary, distributed
+    from pipeline.core.pgd import Adversary
+    from pipeline.train import distributed
     from pipeline.train.batches import Batches
     from pipeline.train.sgd import SGD
-    from pipeline.train.step import make_step
+    from pipeline.train.step import Step
 
     params = load_params(REPO / "params.yaml")
     run = parse_run(run_name)
@@ -65,7 +66,7 @@ def _train(run_name: str, model_kind: str, ranks):
     for name in run.addons:
         addon = ADDONS.get(name)(params.for_addon(name), AddOnSetup(model, optimizer, new_model,
                                                                     lambda t: distributed.mean_over_ranks(t, ranks)))
-    step = make_step(model, optimizer, method, addon, ranks=ranks, device=CPU)
+    step = Step(model, optimizer, method, addon, ranks=ranks, device=CPU)
     distributed.seed_rank(0, ranks)
     batches = Batches(images, labels, batch_size=16, augment="none", ranks=ranks)
     for epoch in range(EPOCHS):

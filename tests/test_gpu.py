@@ -22,10 +22,10 @@ from pipeline.methods import METHODS, Setup
 from pipeline.methods.jacobian import jacobian_mode
 from pipeline.models import create
 from pipeline.params import SpeedParams, load_params
-from pipeline.train import Adversary
+from pipeline.core.pgd import Adversary
 from pipeline.train.sgd import SGD
 from pipeline.train.speed import prepare, resolve
-from pipeline.train.step import make_step
+from pipeline.train.step import Step
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -63,7 +63,7 @@ def _objective_and_grads(params, method: str, options: dict, x, y, x_adv):
     prepare(model, speed)
     jacobian = jacobian_mode(speed_params.jacobian, speed_params.fd_step)
     m = METHODS.get(method)(params.for_method(method), Setup(ADVERSARY, 10, jacobian))
-    step = make_step(model, SGD(model.parameters(), lr=0.1, momentum=0.9), m, speed=speed, device=CUDA)
+    step = Step(model, SGD(model.parameters(), lr=0.1, momentum=0.9), m, speed=speed, device=CUDA)
     step.start_epoch(0, 0.1)
     torch.manual_seed(1)  # the same projections in every case
     loss = step.method.objective(step.trained, x, x_adv, y)
@@ -183,7 +183,7 @@ def _train_steps(ranks, run_name: str = "otjr-lbgat", steps: int = 3):
     addon = ADDONS.get(run.addons[0])(params.for_addon(run.addons[0]),
                                       AddOnSetup(model, optimizer, new_model,
                                                  lambda t: distributed.mean_over_ranks(t, ranks)))
-    step = make_step(model, optimizer, method, addon, ranks=ranks, device=CUDA)
+    step = Step(model, optimizer, method, addon, ranks=ranks, device=CUDA)
     step.start_epoch(0, 0.05)
     torch.manual_seed(1)
     for i, (x, y) in enumerate(Batches(images, labels, 16, "crop_flip", ranks).epoch(0, 0)):

@@ -166,7 +166,7 @@ def test_otjr_loss_is_ce_adv_plus_weighted_penalty_and_sw():
     """Eq. 13 assembled: CE on adversarial logits + lambda_J * P(clean) + lambda_SW * SW; no clean CE."""
     from pipeline.methods import Setup
     from pipeline.methods.otjr import OTJR, OTJRParams
-    from pipeline.train import Adversary
+    from pipeline.core.pgd import Adversary
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5))
     x, y = torch.rand(8, 1, 3, 4), torch.randint(0, 5, (8,))

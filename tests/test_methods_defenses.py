@@ -11,7 +11,7 @@ from torch import nn
 
 from pipeline.losses import random_projections
 from pipeline.methods import Setup
-from pipeline.train import Adversary
+from pipeline.core.pgd import Adversary
 from test_losses_defenses import exact_frobenius, plain_sinkhorn
 from test_losses_otjr import naive_jacobian_penalty, naive_sliced_wasserstein
 

@@ -22,11 +22,11 @@ from pipeline.methods import METHODS, Setup
 from pipeline.methods.jacobian import Exact, FiniteDifference, jacobian_mode
 from pipeline.models import create
 from pipeline.params import SpeedParams, load_params
-from pipeline.train import Adversary
-from pipeline.train.adversary import batch_statistics_only
+from pipeline.core.passes import batch_statistics_only
+from pipeline.core.pgd import Adversary
 from pipeline.train.sgd import SGD
 from pipeline.train.speed import Forward, forward_of, prepare, resolve
-from pipeline.train.step import make_step
+from pipeline.train.step import Step
 
 CPU = torch.device("cpu")
 ADVERSARY = Adversary(0.1, 0.03, 3)
@@ -53,7 +53,7 @@ def step_for(params, method: str, speed_params: SpeedParams, model: nn.Module, o
     optimizer = optimizer or SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     jacobian = jacobian_mode(speed_params.jacobian, speed_params.fd_step)
     m = METHODS.get(method)(params.for_method(method), Setup(ADVERSARY, 4, jacobian))
-    step = make_step(model, optimizer, m, speed=speed, device=CPU)
+    step = Step(model, optimizer, m, speed=speed, device=CPU)
     step.start_epoch(0, 0.05)
     return step
 

@@ -11,8 +11,8 @@ from pipeline.core.errors import UserError
 from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup, parse_run
 from pipeline.models import create
 from pipeline.params import load_params
-from pipeline.train import Adversary
-from pipeline.train.step import make_step
+from pipeline.core.pgd import Adversary
+from pipeline.train.step import Step
 
 RUNS = METHODS.names() + [f"{m}-{a}" for a in ADDONS.names() for m in METHODS.names() if a in METHODS.get(m).addons]
 
@@ -34,7 +34,7 @@ def test_run_trains_and_lowers_its_objective(name):
     addon = None
     for a in run.addons:
         addon = ADDONS.get(a)(params.for_addon(a), AddOnSetup(model, optimizer, tiny_model))
-    step = make_step(model, optimizer, method, addon)
+    step = Step(model, optimizer, method, addon)
     step.start_epoch(0, 0.05)
 
     torch.manual_seed(1)  # the same attack start and projections before and after training

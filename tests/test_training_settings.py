@@ -12,7 +12,7 @@ from scipy import stats
 from torch import nn
 
 from pipeline.params import LRSchedule, TrainParams
-from pipeline.train.adversary import Adversary, start_point
+from pipeline.core.pgd import Adversary, start_point
 from pipeline.train.augment import augment, flip, rotate
 from pipeline.train.schedule import lr_at
 

@@ -56,7 +56,7 @@ def small_cnn(data: Digits, width: int = 16) -> nn.Module:
 
 def train(data: Digits, adversarial: bool, epochs: int = 15, seed: int = 0) -> nn.Module:
     """SGD on cross-entropy, on clean inputs (XE) or on PGD-10 examples at eps 0.2 (PGD-AT)."""
-    from pipeline.train.adversary import Adversary
+    from pipeline.core.pgd import Adversary
 
     torch.manual_seed(seed)
     model = small_cnn(data)

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train.adversary import frozen, pgd_linf
+from ..core.passes import frozen
+from ..core.pgd import pgd_linf
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,17 @@ class PGD:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int,
                  seed: int) -> torch.Tensor:
-        """PGD-`steps` examples; re-seeded, so PGD-k is the k-th iterate of any longer run from the same seed."""
+        """PGD-`steps` examples; the random starts come from a generator seeded with `seed` (the global
+        stream is left alone), so PGD-k is the k-th iterate of any longer run from the same seed."""
         if steps == 0:
             return x.detach().clone()
-        torch.manual_seed(seed)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
         chunks = []
         for i in range(0, len(y), batch_size):
             yb = y[i : i + batch_size]
             loss = lambda logits, yb=yb: F.cross_entropy(logits, yb, reduction="sum")
-            chunks.append(pgd_linf(model, x[i : i + batch_size], loss, self.eps, self.step, steps, self.random_start))
+            chunks.append(pgd_linf(model, x[i : i + batch_size], loss, self.eps, self.step, steps, self.random_start,
+                                   generator=generator))
         return torch.cat(chunks)
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from ..attacks.evaluate import predict
 from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
+from ..core.passes import predict
 from ..core.device import resolve_device
 from ..core.io import check_writable, write_json
 from ..core.progress import progress

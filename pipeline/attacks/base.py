@@ -9,16 +9,16 @@ its parameters frozen, on clean-correct examples only.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from importlib import metadata
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from ..core.errors import UserError
+from ..core.pgd import Norm, fit_l2
 from ..core.registry import Registry
 from ..core.schema import Strict, budget_limit
-
-Norm = Literal["linf", "l2"]
 
 
 class Attack(ABC):
@@ -74,8 +74,6 @@ class Attack(ABC):
 
     def within_budget(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """`x_adv` with L2 rows that float32 rounding pushed past eps (+ slack) pulled back inside."""
-        from .iterative import fit_l2
-
         return fit_l2(x, x_adv, self.eps) if self.norm == "l2" else x_adv
 
     def results(self) -> dict[str, Any]:
@@ -89,8 +87,6 @@ class Attack(ABC):
 
 
 def implementation_version(implementation: str) -> str:
-    from importlib import metadata
-
     versions = []
     for part in implementation.split("+"):
         package = part.strip().split(".")[0]

@@ -39,7 +39,7 @@ class SimBAParams(Strict):
 
 def square(model, x, y, *, norm: str, eps: float, queries: int, restarts: int, p_init: float, loss: str,
            rescale_schedule: bool, seed: int) -> torch.Tensor:
-    import torchattacks
+    import torchattacks  # torchattacks takes seconds to import: only the attacks built on it load it
 
     attack = torchattacks.Square(model, norm=TORCHATTACKS_NORM[norm], eps=eps, n_queries=queries,
                                  n_restarts=restarts, p_init=p_init, loss=loss, resc_schedule=rescale_schedule,

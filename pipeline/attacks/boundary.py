@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import torch
 
+from ..core.pgd import l2_norms
 from ..core.schema import NonNegativeReal, PositiveBudget, PositiveInt, PositiveReal, Strict
 from .base import Attack, register
 from .counting import isolated_rng
-from .iterative import l2_norms
 
 TORCHATTACKS_NORM = {"linf": "Linf", "l2": "L2"}
 
@@ -70,7 +70,7 @@ def in_jacobian_chunks(attack_batch, x: torch.Tensor, y: torch.Tensor, num_class
 
 def fab(model, norm: str, eps: float, steps: int, restarts: int, alpha_max: float, eta: float, beta: float,
         seed: int, num_classes: int):
-    import torchattacks
+    import torchattacks  # torchattacks takes seconds to import: only the attacks built on it load it
 
     return torchattacks.FAB(model, norm=TORCHATTACKS_NORM[norm], eps=eps, steps=steps, n_restarts=restarts,
                             alpha_max=alpha_max, eta=eta, beta=beta, seed=seed, multi_targeted=False,

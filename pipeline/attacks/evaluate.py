@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..train.adversary import frozen
+from ..core.passes import frozen, predict
 from ..train.speed import Speed, forward_of
 from .base import Attack
 from .counting import CountingModel, Passes, isolated_rng
@@ -92,11 +92,6 @@ def _merge(total: dict[str, float], batch: dict[str, float]) -> dict[str, float]
     return {"nan": total["nan"] + batch["nan"], "min": min(total["min"], batch["min"]),
             "max": max(total["max"], batch["max"]), "max_norm": max(total["max_norm"], batch["max_norm"]),
             "budget": batch["budget"]}
-
-
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
 def run_attack(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,

@@ -1,8 +1,8 @@
 """White-box first-order attacks: FGSM, PGD (L-inf and L2), MIM and CW-inf.
 
-FGSM is torchattacks' (one step, nothing to stop early). The iterative ones run on
-`iterative.ascend`, which follows torchattacks' PGD / PGDL2 / MIFGSM step rules exactly but
-drops each example from the batch at its first misclassified iterate.
+FGSM is torchattacks' (one step, nothing to stop early). The iterative ones run on the
+shared loop `pipeline.core.pgd.ascend`, which follows torchattacks' PGD / PGDL2 / MIFGSM step
+rules exactly but drops each example from the batch at its first misclassified iterate.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Literal
 
 import torch
 
+from ..core.pgd import ascend
 from ..core.schema import NonNegativeReal, PositiveBudget, PositiveInt, Strict
 from .base import Attack, register
-from .iterative import ascend, cross_entropy, cw_loss
+from .iterative import cross_entropy, cw_loss, on_labels
 
 
 class FGSMParams(Strict):
@@ -53,7 +54,7 @@ class FGSM(Attack):
     implementation = "torchattacks.FGSM"
 
     def perturb(self, model, x, y) -> torch.Tensor:
-        import torchattacks
+        import torchattacks  # torchattacks takes seconds to import: only the attacks built on it load it
 
         return torchattacks.FGSM(model, eps=self.eps)(x, y)
 
@@ -67,27 +68,21 @@ class PGD(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        return ascend(model, x, y, cross_entropy, eps=p.eps, step=p.step, steps=p.steps, norm=p.norm,
-                      start=p.random_start).x_adv
+        return ascend(model, x, on_labels(cross_entropy, y), eps=p.eps, step=p.step, steps=p.steps, norm=p.norm,
+                      start="uniform" if p.random_start else None, labels=y).x_adv
 
 
-@register
-class PGD20(PGD):
-    name = "pgd20"
-    at_least_as_strong_as = ("fgsm",)
+def pgd_attack(name: str, weaker: tuple[str, ...] = ()) -> type[PGD]:
+    """`PGD` registered as `name`: its steps, budget and norm are its params block's (`attack.<name>`),
+    so PGD-20 and PGD-100 are one attack under two names; `weaker` is what it must beat."""
+    return register(type(f"PGD_{name}", (PGD,), {"name": name, "at_least_as_strong_as": weaker,
+                                                   "__module__": __name__, "__doc__": PGD.__doc__}))
 
 
-@register
-class PGD100(PGD):
-    """PGD-100; with the same seed its first 20 iterates are PGD-20's, so it fools a superset."""
-
-    name = "pgd100"
-    at_least_as_strong_as = ("pgd20",)
-
-
-@register
-class L2PGD(PGD):
-    name = "l2_pgd"
+PGD20 = pgd_attack("pgd20", ("fgsm",))
+#: With the same seed PGD-100's first 20 iterates are PGD-20's, so it fools a superset.
+PGD100 = pgd_attack("pgd100", ("pgd20",))
+L2PGD = pgd_attack("l2_pgd")
 
 
 @register
@@ -102,8 +97,8 @@ class MIM(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        return ascend(model, x, y, cross_entropy, eps=p.eps, step=p.step, steps=p.steps, norm="linf", start=False,
-                      decay=p.decay).x_adv
+        return ascend(model, x, on_labels(cross_entropy, y), eps=p.eps, step=p.step, steps=p.steps, norm="linf",
+                      start=None, decay=p.decay, labels=y).x_adv
 
 
 @register
@@ -118,5 +113,5 @@ class CWInf(Attack):
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
-        return ascend(model, x, y, cw_loss(p.kappa), eps=p.eps, step=p.step, steps=p.steps, norm="linf",
-                      start=p.random_start).x_adv
+        return ascend(model, x, on_labels(cw_loss(p.kappa), y), eps=p.eps, step=p.step, steps=p.steps, norm="linf",
+                      start="uniform" if p.random_start else None, labels=y).x_adv

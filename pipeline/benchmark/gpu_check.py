@@ -38,9 +38,21 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ruamel.yaml import YAML
+
+from .. import api, presets
+from ..attacks import ATTACKS
+from ..attacks.evaluate import evaluate
+from ..attacks.run import evaluation_precision
+from ..core import paths
 from ..core.device import resolve_device
-from ..core.io import write_json
-from ..params import Params, SpeedParams, load_params
+from ..core.io import save_tensors, write_json
+from ..core.versions import library_versions
+from ..data.shards import FORMAT
+from ..models import create, load_checkpoint
+from ..params import Params, SpeedParams, load_params, read_yaml
+from .attack_cost import robust_example_cost
+from .run import ModelChoice, bench, describe_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CIFAR_TRAIN_IMAGES = 49_000  # CIFAR-10's 50,000 less the presets' 2% validation hold-out
@@ -72,8 +84,6 @@ TINY = Size("small_cnn", {"width": 4}, (3, 32, 32), 4, 2, 1, 16, 4, 4, 0.01)
 
 def preset_params(name: str = PRESET) -> Params:
     """The validated params of a preset (its attack budgets, adversary and method settings)."""
-    from .. import presets
-
     with tempfile.TemporaryDirectory() as tmp:
         return load_params(presets.apply(name, Path(tmp) / "params.yaml"))
 
@@ -100,8 +110,6 @@ def gpu_tests(out: Path, size: Size, device: torch.device) -> dict[str, Any]:
 # --- otjr bench ---------------------------------------------------------------------------------
 
 def training_step_bench(out: Path, size: Size, device: torch.device) -> dict[str, Any]:
-    from .run import ModelChoice, bench
-
     result = bench([ModelChoice(size.model, size.model_args, size.shape)], ["pgd_at", "otjr"], ["fast", "reference"],
                    ["exact", "finite_difference"], FAST, preset_params(), device, batch_size=size.bench_batch,
                    steps=size.bench_steps, warmup=size.bench_warmup)
@@ -115,10 +123,6 @@ def training_step_bench(out: Path, size: Size, device: torch.device) -> dict[str
 
 def write_random_dataset(dataset: str, n: int, shape: tuple[int, int, int], classes: int = 10) -> None:
     """A prepared `dataset` of `n` random uint8 training images, as preprocess writes it (under OTJR_ROOT)."""
-    from ..core import paths
-    from ..core.io import save_tensors
-    from ..data.shards import FORMAT
-
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g, device="cpu")
     labels = torch.randint(0, classes, (n,), generator=g, device="cpu")
@@ -133,10 +137,6 @@ def write_random_dataset(dataset: str, n: int, shape: tuple[int, int, int], clas
 
 def trainer_epochs(out: Path, size: Size, device: torch.device) -> dict[str, Any]:
     """Two epochs of the trainer per method; the second epoch's time, scaled to CIFAR-10's training split."""
-    from .. import api, presets
-    from ..models import load_checkpoint
-    from ..params import read_yaml
-
     result: dict[str, Any] = {"images": size.train_images, "batch_size": size.train_batch, "speed": FAST.model_dump()}
     with tempfile.TemporaryDirectory() as tmp, _project_root(Path(tmp)):
         root = Path(tmp)
@@ -145,8 +145,6 @@ def trainer_epochs(out: Path, size: Size, device: torch.device) -> dict[str, Any
         raw["model"] = {"name": size.model, "args": size.model_args}
         raw["train"].update(epochs=2, batch_size=size.train_batch, eval_n=0)
         raw["data"].update(loader="device", val_fraction=0.0)
-        from ruamel.yaml import YAML
-
         with open(root / "params.yaml", "w") as f:
             YAML(typ="safe", pure=True).dump(raw, f)
         params = load_params(root / "params.yaml")
@@ -207,12 +205,6 @@ def reduced(settings, fraction: float):
 
 
 def suite_throughput(out: Path, size: Size, device: torch.device) -> dict[str, Any]:
-    from ..attacks import ATTACKS
-    from ..attacks.evaluate import evaluate
-    from ..attacks.run import evaluation_precision
-    from ..models import create
-    from .attack_cost import robust_example_cost
-
     params = preset_params()
     torch.manual_seed(0)
     model = Unfoolable(create(size.model, num_classes=10, in_channels=size.shape[0], **size.model_args)).to(device)
@@ -247,9 +239,6 @@ SECTIONS: dict[str, Callable[[Path, Size, torch.device], dict[str, Any]]] = {
 
 def check(out: Path, tiny: bool | None = None, sections: list[str] | None = None) -> dict[str, Any]:
     """Run the sections into `out`; returns the JSON-able result (also written with its markdown)."""
-    from ..core.versions import library_versions
-    from .run import describe_device
-
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto")
     tiny = device.type != "cuda" if tiny is None else tiny

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import jacobian_penalty, random_projections
-from ..train.adversary import Adversary
+from ..core.pgd import Adversary
 
 #: The methods the reference implements.
 METHODS = ("pgd_at", "otjr")

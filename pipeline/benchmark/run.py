@@ -31,10 +31,10 @@ from ..methods import METHODS, Setup
 from ..methods.jacobian import jacobian_mode
 from ..models import create
 from ..params import Params, SpeedParams
-from ..train.adversary import Adversary
+from ..core.pgd import Adversary
 from ..train.sgd import SGD
 from ..train.speed import prepare, resolve
-from ..train.step import make_step
+from ..train.step import Step
 from . import reference
 from .flops import FlopCount
 
@@ -147,7 +147,7 @@ def _cases(choice: ModelChoice, methods: list[str], paths: list[str], jacobians:
                 model = prepare(new_model(), fast)
                 instance = cls(params.for_method(method), Setup(adversary, classes, jacobian_mode(jac, options.fd_step)))
                 optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-                step = make_step(model, optimizer, instance, speed=fast, device=device)
+                step = Step(model, optimizer, instance, speed=fast, device=device)
                 step.start_epoch(0, t.lr)
                 flops = gflop(lambda mm, xx, yy, m=instance: m.loss(mm, xx, yy).total)
                 cases.append(Case(choice, method, "fast", jac if cls.uses_jacobian else "-", lambda s=step: s(x, y),

@@ -164,7 +164,7 @@ META_KEY = "otjr"
 
 def save_tensors(path: Path, tensors: dict, metadata: dict[str, Any] | None = None) -> None:
     """Write a safetensors file atomically and byte-deterministically; `metadata` is JSON-able."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # imports torch: only the stages that write tensors pay for it
 
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {META_KEY: json.dumps(metadata or {}, sort_keys=True)}
@@ -174,6 +174,7 @@ def save_tensors(path: Path, tensors: dict, metadata: dict[str, Any] | None = No
 
 def load_tensors(path: Path, *, what: str = "file") -> tuple[dict, dict[str, Any]]:
     """Read a safetensors file (tensors, our metadata; {} for foreign files); one clear line on failure."""
+    # safetensors.torch imports torch: only the stages that read tensors pay for it
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 

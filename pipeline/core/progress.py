@@ -26,6 +26,7 @@ def progress(enabled: bool | None = None) -> Iterator:
     if not enabled:
         yield _Silent()
         return
+    # rich is only loaded when a bar is drawn (an interactive terminal): stages under DVC start faster
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

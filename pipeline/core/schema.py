@@ -29,8 +29,7 @@ def _budget(value: Any) -> Any:
     return value
 
 
-#: A perturbation budget or step: a float, an int, or a fraction string such as "8/255".
-Budget = Annotated[float, BeforeValidator(_budget)]
+#: Perturbation budgets and steps: a float, an int, or a fraction string such as "8/255".
 PositiveBudget = Annotated[float, BeforeValidator(_budget), Field(gt=0)]
 #: An L-inf budget in pixel units: images live in [0, 1], so more than 1 is no constraint at all.
 LinfBudget = Annotated[float, BeforeValidator(_budget), Field(gt=0, le=1)]

@@ -130,10 +130,6 @@ def _extract_zip(archive: Path, root: Path, keep, budget: _Budget, advance) -> N
                 raise UserError(f"{archive}: member {info.filename!r} is damaged ({err})") from None
 
 
-def is_archive(path: Path) -> bool:
-    return path.is_file() and (zipfile.is_zipfile(path) or tarfile.is_tarfile(path))
-
-
 def extract(
     archive: Path,
     target: Path,

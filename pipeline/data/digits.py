@@ -23,7 +23,7 @@ SPLIT_SEED = 20191208  # fixed: the test split never depends on the run's seed
 
 
 def _source() -> Path:
-    import sklearn.datasets
+    import sklearn.datasets  # scikit-learn is slow to import and only the download stage needs it
 
     return Path(sklearn.datasets.__file__).parent / "data" / FILE
 

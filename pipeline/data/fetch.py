@@ -21,7 +21,7 @@ TIMEOUT_S = 60
 
 def calculate_md5(path: Path) -> str:
     """torchvision's md5 helper (torchvision is imported on use: it costs ~1.6 s of start-up)."""
-    from torchvision.datasets.utils import calculate_md5 as md5
+    from torchvision.datasets.utils import calculate_md5 as md5  # see above: on use only
 
     return md5(path)
 
@@ -33,7 +33,7 @@ def _instructions(url: str, dest: Path, md5: str) -> str:
 def _stream(url: str, part: Path, show_progress: bool | None) -> None:
     """Append the missing bytes of `url` to `part` (or rewrite it if the server cannot resume)."""
     have = part.stat().st_size if part.exists() else 0
-    from torchvision.datasets.utils import USER_AGENT
+    from torchvision.datasets.utils import USER_AGENT  # torchvision costs ~1.6 s of start-up: on use only
 
     headers = {"User-Agent": USER_AGENT}
     if have:

@@ -16,13 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 
-from ..attacks.run import Subject, check_task
+from ..analysis.run import analyze_subjects
+from ..attacks.run import Subject, attack_subject, check_task
 from ..core import paths
 from ..core.errors import UserError
 from ..core.io import META_KEY
+from ..data import load_meta
+from ..methods import METHODS
+from ..models import build, load_checkpoint, model_spec
+from ..models.checkpoint import FORMAT
 from ..params import Params
+from ..sanity.run import sanity_subject
+from .robustbench import load_zoo_model, weights_path
+from .weights import first_line, fit, read_state_dict
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*$")
 
@@ -30,7 +39,6 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)*$")
 @dataclass
 class Source:
     """What to evaluate: a checkpoint file (with architecture and normalisation) or a RobustBench zoo model."""
-
     path: Path | None = None
     arch: str | None = None  # a registered model name or timm/<architecture>; default params.yaml's model
     arch_args: dict[str, Any] | None = None
@@ -43,8 +51,6 @@ class Source:
 
 def check_name(name: str) -> str:
     """A run name for the records: plain characters, and not one the pipeline's own runs use."""
-    from ..methods import METHODS
-
     if not isinstance(name, str) or not NAME.match(name):
         raise UserError(f"--name: {name!r} is not a usable name (letters, digits, '_', '.', '-')")
     if name.split("-")[0] in METHODS:
@@ -69,8 +75,6 @@ def broadcast(values: list[float] | None, channels: int, key: str) -> list[float
 
 def is_pipeline_checkpoint(path: Path) -> bool:
     """A safetensors file whose header carries this pipeline's checkpoint metadata (tensors not read)."""
-    from ..models.checkpoint import FORMAT
-
     if path.suffix.lower() != ".safetensors":
         return False
     try:
@@ -91,8 +95,6 @@ def refuse_architecture_flags(source: Source, why: str) -> None:
 
 def pipeline_checkpoint(path: Path, dataset: str, meta: dict, source: Source) -> tuple[Any, dict, dict]:
     """(model, info, origin) of a checkpoint this pipeline wrote: it names its own architecture."""
-    from ..models import load_checkpoint
-
     refuse_architecture_flags(source, f"{path}: a checkpoint of this pipeline names its architecture and normalisation")
     model = load_checkpoint(path)
     check_task(path, model.checkpoint_info, dataset, meta)
@@ -101,9 +103,6 @@ def pipeline_checkpoint(path: Path, dataset: str, meta: dict, source: Source) ->
 
 def state_dict_model(path: Path, meta: dict, source: Source, params: Params) -> tuple[Any, dict, dict]:
     """(model, info, origin) of foreign weights loaded into a registered or timm architecture."""
-    from ..models import build, model_spec
-    from .weights import fit, read_state_dict
-
     name = source.arch or params.model.name
     args = source.arch_args if source.arch_args is not None else (params.model.args if not source.arch else {})
     channels = meta["shape"][0]
@@ -128,8 +127,6 @@ def state_dict_model(path: Path, meta: dict, source: Source, params: Params) -> 
 
 def robustbench_model(dataset: str, meta: dict, source: Source) -> tuple[Any, dict, dict]:
     """(model, info, origin) of a RobustBench zoo model, built by the zoo's own constructor."""
-    from .robustbench import load_zoo_model, weights_path
-
     refuse_architecture_flags(source, "--robustbench: the zoo's constructor sets architecture and normalisation")
     model_dir = Path(source.model_dir) if source.model_dir else paths.root() / "models" / "robustbench"
     model = load_zoo_model(source.robustbench, dataset, source.threat_model, model_dir)
@@ -144,10 +141,6 @@ def robustbench_model(dataset: str, meta: dict, source: Source) -> tuple[Any, di
 
 def external_subject(dataset: str, source: Source, params: Params, name: str | None = None) -> Subject:
     """The model described by `source` as a `Subject` for `dataset`; every check happens here, before any work."""
-    import torch
-
-    from ..data import load_meta
-
     if source.robustbench and source.path is not None:
         raise UserError("give either a checkpoint PATH or --robustbench NAME, not both")
     if not source.robustbench and source.path is None:
@@ -169,8 +162,6 @@ def external_subject(dataset: str, source: Source, params: Params, name: str | N
         with torch.no_grad():
             classes = model.float().eval()(torch.rand(1, *meta["shape"])).shape[-1]
     except RuntimeError as err:
-        from .weights import first_line
-
         raise UserError(f"{checkpoint}: the model cannot take {dataset} images {meta['shape']} ({first_line(err)})") from None
     if classes != meta["num_classes"]:
         raise UserError(f"{checkpoint}: model outputs {classes} classes but dataset {dataset} has {meta['num_classes']}")
@@ -180,10 +171,6 @@ def external_subject(dataset: str, source: Source, params: Params, name: str | N
 def evaluate_external(dataset: str, source: Source, params: Params, name: str | None = None,
                       show_progress: bool | None = None) -> dict[str, Any]:
     """Attack, sanity-check and analyse a model from elsewhere; returns the written paths and the verdict."""
-    from ..analysis.run import analyze_subjects
-    from ..attacks.run import attack_subject
-    from ..sanity.run import sanity_subject
-
     subject = external_subject(dataset, source, params, name)
     attack = attack_subject(subject, params, show_progress)
     sanity, verdict = sanity_subject(subject, params)

@@ -19,6 +19,7 @@ from typing import Any
 from ..core import paths
 from ..core.errors import UserError
 from ..core.io import read_json, write_json
+from .robustbench import DATASETS, import_robustbench
 
 #: the fields of a model_info JSON (RobustBench's leaderboard template and ModelInfo) and their JSON types
 FIELDS: dict[str, tuple[type, ...]] = {
@@ -94,8 +95,6 @@ def validate(info: dict[str, Any]) -> None:
 def installed_model_info():
     """`robustbench.utils.ModelInfo` if robustbench is installed and importable, else None."""
     try:
-        from .robustbench import import_robustbench
-
         return import_robustbench().ModelInfo
     except (UserError, ImportError, AttributeError):
         return None
@@ -109,8 +108,6 @@ def export_robustbench(dataset: str, run: str, out: Path | None = None) -> tuple
     path = Path(out) if out else paths.robustbench_export(dataset, threat_model, run)
     write_json(path, info)
     notes = [f"fill in {', '.join(FOR_THE_USER)}" + (" and additional_data" if info["additional_data"] is None else "")]
-    from .robustbench import DATASETS
-
     if dataset not in DATASETS:
         notes.append(f"RobustBench's leaderboards cover {', '.join(DATASETS)}, not {dataset}")
     if record["n"] < 10000 and dataset in ("cifar10", "cifar100"):

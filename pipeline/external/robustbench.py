@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import pickle
 import sys
 import types
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UserError
+from .weights import first_line, refused
 
 EXTRA = "pip install -e '.[robustbench]'"
 DATASETS = ("cifar10", "cifar100", "imagenet")
@@ -69,7 +71,7 @@ def weights_only_loads() -> Iterator[None]:
 
 def zoo_entry(rb, name: str, dataset: str, threat_model: str) -> dict:
     """The zoo's entry for (dataset, threat model, name); unknown values are one line listing the choices."""
-    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel  # an optional package, imported on use
 
     if dataset not in DATASETS:
         raise UserError(f"--dataset: RobustBench's zoo has {', '.join(DATASETS)} models, not {dataset!r}")
@@ -96,10 +98,6 @@ def load_zoo_model(name: str, dataset: str, threat_model: str, model_dir: Path) 
         with weights_only_loads():
             model = rb.load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)
     except Exception as err:  # the zoo raises whatever its download, unpickler or state dict raises
-        import pickle
-
-        from .weights import first_line, refused
-
         first = first_line(err, 200)
         if isinstance(err, pickle.UnpicklingError):
             raise refused(path, err) from None

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UserError
+from ..core.io import load_tensors
 
 SAFETENSORS = (".safetensors",)
 TORCH = (".pt", ".pth", ".bin", ".ckpt", ".tar")
@@ -33,8 +34,6 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         raise UserError(f"{path}: checkpoint not found")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS:
-        from ..core.io import load_tensors
-
         return load_tensors(path, what="checkpoint")[0], "safetensors"
     if suffix in TORCH:
         return unwrap(torch_weights_only(path), path), "torch"

@@ -61,7 +61,7 @@ class AddOn:
         """A replacement for the method's supervised term on this batch, or None."""
         return None
 
-    def perturb(self, objective: Callable[[], torch.Tensor], epoch: int) -> Callable[[], None] | None:
+    def perturb_weights(self, objective: Callable[[], torch.Tensor], epoch: int) -> Callable[[], None] | None:
         """Perturb the student's weights before the step's gradient; returns the exact restore, or None."""
         return None
 

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from ..core.schema import NonNegativeInt, NonNegativeReal, Strict
-from ..train.adversary import batch_statistics_only
+from ..core.passes import batch_statistics_only
 from .addons import AddOn, register_addon
 
 
@@ -37,7 +37,7 @@ class AWP(AddOn):
     Params = AWPParams
     summary = "adversarial weight perturbation, one normalised ascent step of relative size gamma - Wu et al. 2020"
 
-    def perturb(self, objective, epoch):
+    def perturb_weights(self, objective, epoch):
         if epoch < self.params.warmup_epochs or self.params.gamma == 0:
             return None
         model = self.setup.model

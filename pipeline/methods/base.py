@@ -10,16 +10,15 @@ LBGAT) reuse one batch's adversarial examples for their own passes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from ..core.errors import UserError
 from ..core.registry import Registry
 from ..core.schema import Strict
-from ..train.adversary import Adversary
+from ..core.pgd import Adversary
 from .jacobian import Exact, JacobianMode
 
 #: Replaces a method's supervised term (LBGAT): adversarial logits of the student -> scalar loss.
@@ -116,38 +115,3 @@ def method_settings(cls: type[Method], raw: dict[str, Any]) -> dict[str, Any]:
         block = raw.get(cls.param_block, {})
         return block if isinstance(block, dict) else {"": block}
     return {k: raw[k] for k in cls.Params.model_fields if k in raw}
-
-
-@dataclass(frozen=True)
-class Run:
-    """What one training stage trains: a method, optionally with an add-on ('trades-awp')."""
-
-    method: str
-    addons: tuple[str, ...] = field(default=())
-
-    @property
-    def name(self) -> str:
-        return "-".join((self.method, *self.addons))
-
-
-def parse_run(name: str, key: str = "method") -> Run:
-    """'otjr' -> Run('otjr'); 'trades-awp' -> Run('trades', ('awp',)).
-
-    Unknown parts, more than one add-on, or an add-on the method does not combine with
-    are errors naming `key`.
-    """
-    from .addons import ADDONS
-
-    if not isinstance(name, str) or not name:
-        raise UserError(f"{key}: expected a method name, got {name!r}")
-    method, *addons = name.split("-")
-    cls = METHODS.get(method, key=key)
-    for addon in addons:
-        ADDONS.get(addon, key=key)
-        if addon not in cls.addons:
-            allowed = ", ".join(sorted(m for m in METHODS.names() if addon in METHODS.get(m).addons)) or "none"
-            raise UserError(f"{key}: add-on '{addon}' does not combine with method '{method}' in {name!r}; "
-                            f"it combines with: {allowed}")
-    if len(addons) > 1:
-        raise UserError(f"{key}: at most one add-on per run, got {name!r}")
-    return Run(method, tuple(addons))

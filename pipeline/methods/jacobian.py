@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..losses import finite_difference_jacobian_penalty, jacobian_penalty
-from ..train.adversary import batch_statistics_only
+from ..core.passes import batch_statistics_only
 
 
 class CleanPass(NamedTuple):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.schema import NonNegativeReal, Strict
-from ..train.adversary import frozen
+from ..core.passes import frozen
 from .base import Loss, Method, register
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from .checkpoint import build, model_spec
+from .pretrained import load_pretrained
 
 INIT_SCHEMES = ("default", "he_fan_out")
 
@@ -56,8 +57,6 @@ def initial_model(spec: dict[str, Any], model_params) -> nn.Module:
     """A new model of `spec` with its starting weights: built, initialised, pretrained weights loaded."""
     model = initialise(build(spec), model_params.init)
     if model_params.pretrained is not None:
-        from .pretrained import load_pretrained
-
         load_pretrained(model, spec["name"], model_params.pretrained)
     return model
 

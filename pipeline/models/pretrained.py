@@ -37,7 +37,7 @@ def _torchvision_entry(arch: str, weights: str):
     if arch not in TORCHVISION:
         raise UserError(f"model.pretrained: no ImageNet weights for model {arch!r}; available for: "
                         f"{', '.join(sorted(TORCHVISION))}")
-    import torchvision.models
+    import torchvision.models  # torchvision costs ~1.6 s of start-up: only pretrained starts need it
 
     enum = getattr(torchvision.models, TORCHVISION[arch][0])
     if weights not in enum.__members__:

@@ -22,7 +22,7 @@ def is_timm(name: str) -> bool:
 
 def import_timm(what: str = "model.name"):
     try:
-        import timm
+        import timm  # an optional package, slow to import: only timm architectures need it
     except ImportError:
         raise UserError(f"{what}: timm architectures need the timm extra: pip install -e '.[timm]'") from None
     return timm

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from typing import Any, Callable, Literal
 
 import torch
-from torch import nn
 
-from ..params import Params
+from ..attacks import ATTACKS
+from .sweeps import Context, input_gradients, noise_robust, pgd_robust, pgd_settings, repeated_logits
 
 Verdict = Literal["pass", "warn", "fail", "skip"]
 
@@ -39,49 +38,6 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Context:
-    model: nn.Module
-    x: torch.Tensor
-    y: torch.Tensor
-    record: dict[str, Any]  # the attack stage's JSON for this model
-    params: Params
-    num_classes: int
-    flags: dict[str, torch.Tensor] = field(default_factory=dict)  # the attack stage's per-example robust flags
-    undefended_record: dict[str, Any] | None = None  # rule 10: the undefended run's attack record
-    measured: dict[tuple, Any] = field(default_factory=dict, repr=False)  # runs shared by several rules
-
-    @cached_property
-    def clean(self) -> torch.Tensor:
-        from ..attacks.evaluate import predict
-        from ..train.adversary import frozen
-
-        with frozen(self.model):
-            return predict(self.model, self.x, self.params.attack.batch_size) == self.y
-
-    @cached_property
-    def compared(self) -> dict[str, dict[str, Any]]:
-        """The attack entries as the rules compare them: on the images every attack saw."""
-        return comparable_entries(self.record, self.flags)
-
-    @cached_property
-    def compared_n(self) -> int:
-        """How many images the compared accuracies are taken over."""
-        return min((int(e["n"]) for e in self.compared.values()), default=int(self.record["n"]))
-
-    @cached_property
-    def eps_sweep(self) -> dict[str, Any]:
-        from .sweeps import eps_sweep
-
-        return eps_sweep(self)
-
-    @cached_property
-    def steps_sweep(self) -> dict[str, Any]:
-        from .sweeps import steps_sweep
-
-        return steps_sweep(self)
 
 
 RULES: list[tuple[int, str, Callable[[Context], Check]]] = []
@@ -129,9 +85,20 @@ def comparable_entries(record: dict[str, Any], flags: dict[str, torch.Tensor]) -
     return restated
 
 
-def attack_class(name: str):
-    from ..attacks import ATTACKS
+def compared(ctx: Context) -> dict[str, dict[str, Any]]:
+    """The attack entries as the rules compare them: on the images every attack saw (computed once)."""
+    key = ("compared",)
+    if key not in ctx.measured:
+        ctx.measured[key] = comparable_entries(ctx.record, ctx.flags)
+    return ctx.measured[key]
 
+
+def compared_n(ctx: Context) -> int:
+    """How many images the compared accuracies are taken over."""
+    return min((int(e["n"]) for e in compared(ctx).values()), default=int(ctx.record["n"]))
+
+
+def attack_class(name: str):
     return ATTACKS.get(name) if name in ATTACKS else None
 
 
@@ -178,8 +145,6 @@ def valid_examples(ctx: Context) -> Check:
 
 @rule(2, "the model is deterministic in eval mode")
 def deterministic(ctx: Context) -> Check:
-    from .sweeps import repeated_logits
-
     first, second = repeated_logits(ctx)
     diff = float((first - second).abs().max()) if first.numel() else 0.0
     scale = float(first.abs().max()) if first.numel() else 1.0
@@ -195,11 +160,11 @@ def deterministic(ctx: Context) -> Check:
 
 @rule(3, "iterative attacks are at least as strong as FGSM")
 def iterative_beats_single_step(ctx: Context) -> Check:
-    entries = ctx.compared
+    entries = compared(ctx)
     if "fgsm" not in entries:
         return Check(3, "", "skip", "FGSM was not run")
     fgsm = entries["fgsm"]["accuracy"]
-    tol = tolerance_pp(fgsm, ctx.compared_n)
+    tol = tolerance_pp(fgsm, compared_n(ctx))
     iterative = {k: v["accuracy"] for k, v in of_kind(entries, entries["fgsm"], iterative=True).items()}
     if not iterative:
         return Check(3, "", "skip", "no iterative attack on FGSM's threat model was run")
@@ -212,14 +177,14 @@ def iterative_beats_single_step(ctx: Context) -> Check:
 
 @rule(4, "more PGD steps never help the model (PGD-100 vs PGD-20; steps sweep)")
 def more_steps_not_weaker(ctx: Context) -> Check:
-    entries = ctx.compared
+    entries = compared(ctx)
     sweep = ctx.steps_sweep
     problems, warnings = [], []
     figures: dict[str, Any] = dict(sweep)  # steps and accuracy at the top, where the report looks for sweeps
     tol = None
     if "pgd20" in entries and "pgd100" in entries:
         a20, a100 = entries["pgd20"]["accuracy"], entries["pgd100"]["accuracy"]
-        tol = tolerance_pp(a20, ctx.compared_n)
+        tol = tolerance_pp(a20, compared_n(ctx))
         figures.update(pgd20=a20, pgd100=a100, only_pgd20_fools=only_fooled_by(ctx, "pgd20", ["pgd100"]))
         if a100 > a20 + tol:
             problems.append(f"PGD-100 ({a100:.2f}) weaker than PGD-20 ({a20:.2f})")
@@ -258,7 +223,7 @@ def eps_monotone(ctx: Context) -> Check:
 
 @rule(6, "white-box attacks are at least as strong as black-box ones")
 def white_box_beats_black_box(ctx: Context) -> Check:
-    entries = ctx.compared
+    entries = compared(ctx)
     black = {k: v for k, v in entries.items() if (c := attack_class(k)) is not None and c.access == "black-box"}
     if not black:
         return Check(6, "", "skip", "no black-box attack was run")
@@ -269,7 +234,7 @@ def white_box_beats_black_box(ctx: Context) -> Check:
             continue
         best_name = min(white, key=lambda k: white[k]["accuracy"])
         best = white[best_name]["accuracy"]
-        tol = tolerance_pp(best, ctx.compared_n)
+        tol = tolerance_pp(best, compared_n(ctx))
         tol_max = max(tol_max, tol)
         figures[name] = {"accuracy": entry["accuracy"], "best_white_box": best_name, "best_white_box_accuracy": best,
                          "only_this_fools": only_fooled_by(ctx, name, list(white))}
@@ -285,11 +250,11 @@ def white_box_beats_black_box(ctx: Context) -> Check:
 
 @rule(7, "AutoAttack is at least as strong as every single white-box attack")
 def autoattack_strongest(ctx: Context) -> Check:
-    entries = ctx.compared
+    entries = compared(ctx)
     if "autoattack" not in entries:
         return Check(7, "", "skip", "AutoAttack was not run")
     aa = entries["autoattack"]["accuracy"]
-    tol = tolerance_pp(aa, ctx.compared_n)
+    tol = tolerance_pp(aa, compared_n(ctx))
     white = of_kind(entries, entries["autoattack"], access="white-box")
     stronger = {k: v["accuracy"] for k, v in white.items() if aa > v["accuracy"] + tol}
     figures = {"autoattack": aa, **{k: v["accuracy"] for k, v in white.items()},
@@ -301,21 +266,19 @@ def autoattack_strongest(ctx: Context) -> Check:
 
 @rule(8, "input gradients are not zero; the margin loss is not much stronger than CE")
 def gradients_alive(ctx: Context) -> Check:
-    from .sweeps import input_gradients
-
     norms = input_gradients(ctx)
     zero_margin, zero_ce = int((norms["margin"] == 0).sum()), int((norms["ce"] == 0).sum())
     figures: dict[str, Any] = {"points": len(norms["margin"]), "zero_margin_gradients": zero_margin,
                                "zero_ce_gradients": zero_ce,
                                "median_margin_gradient_l1": float(norms["margin"].median()) if len(norms["margin"]) else None}
-    entries = ctx.compared
+    entries = compared(ctx)
     tol = None
     warnings = []
     if zero_ce:
         warnings.append(f"{zero_ce} points have a zero CE gradient (saturated softmax)")
     if "pgd20" in entries and "cw_inf" in entries:
         ce, cw = entries["pgd20"]["accuracy"], entries["cw_inf"]["accuracy"]
-        tol = tolerance_pp(ce, ctx.compared_n)
+        tol = tolerance_pp(ce, compared_n(ctx))
         figures.update(pgd20=ce, cw_inf=cw)
         if cw < ce - tol:
             warnings.append(f"CW-inf ({cw:.2f}) much stronger than CE-PGD ({ce:.2f}): CE saturates")
@@ -331,8 +294,6 @@ def gradients_alive(ctx: Context) -> Check:
 
 @rule(9, "uniform noise in the eps-ball is weaker than PGD")
 def noise_weaker(ctx: Context) -> Check:
-    from .sweeps import noise_robust, pgd_robust, pgd_settings
-
     eps, step = pgd_settings(ctx)
     noise = noise_robust(ctx)
     pgd = pgd_robust(ctx, eps, step, 20, ctx.params.seed + 20)

@@ -12,8 +12,8 @@ from ..core.io import check_writable, load_tensors, read_json, write_json
 from ..core.lock import run_lock
 from ..core.versions import library_versions
 from ..params import Params
-from .rules import Check, Context, run_rules
-from .sweeps import pgd_settings
+from .rules import Check, run_rules
+from .sweeps import Context, pgd_settings
 
 
 def overall(checks: list[Check]) -> str:

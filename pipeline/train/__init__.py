@@ -1,15 +1,6 @@
-"""The shared trainer: training adversary, LR schedule, on-device batches, resume state.
+"""The shared trainer: LR schedule, on-device batches, the training step, resume state; `loop.fit` trains a run.
 
-`fit` lives in `pipeline.train.loop` (imported on use: methods import the adversary from here).
+The training adversary (`Adversary`, PGD) and the frozen / batch-statistics-only passes
+live on the ground floor (`pipeline.core.pgd`, `pipeline.core.passes`): the methods below
+the trainer use them too.
 """
-
-from .adversary import Adversary, frozen, pgd_linf
-
-
-def fit(*args, **kwargs):
-    from .loop import fit as _fit
-
-    return _fit(*args, **kwargs)
-
-
-__all__ = ["Adversary", "frozen", "pgd_linf", "fit"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adversary import Adversary
+from ..core.passes import predict
+from ..core.pgd import Adversary
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
@@ -14,10 +15,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         return float("nan")
     was = model.training
     model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+    correct = int((predict(model, x, batch_size) == y).sum())
     model.train(was)
     return 100.0 * correct / len(y)
 

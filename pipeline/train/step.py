@@ -69,7 +69,7 @@ class Step:
         guide = restore = None
         if self.addon:
             guide = self.addon.guide(x, y)
-            restore = self.addon.perturb(lambda: self.method.objective(self.local, x, x_adv, y).total, self.epoch)
+            restore = self.addon.perturb_weights(lambda: self.method.objective(self.local, x, x_adv, y).total, self.epoch)
         loss = self.method.objective(self.trained, x, x_adv, y, guide)
         optimizers = list(self.optimizers.values())
         for opt in optimizers:
@@ -85,8 +85,3 @@ class Step:
             loss = Loss(loss.total, {**loss.terms, **self.addon.terms()})
         return loss
 
-
-def make_step(model: nn.Module, optimizer, method: Method, addon: AddOn | None = None, *,
-              speed: Speed | None = None, ranks: Ranks = SINGLE, device: torch.device | None = None) -> Step:
-    """One optimisation step of `method`, shaped by `addon`, run with `speed` options on `ranks`."""
-    return Step(model, optimizer, method, addon, speed=speed, ranks=ranks, device=device)
