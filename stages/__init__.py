@@ -10,7 +10,7 @@ import typer
 
 from . import aggregate, attack, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export
+from . import bench, evaluate, export, render
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -34,6 +34,7 @@ app.command("preset")(preset.preset)
 app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
+app.add_typer(render.dvc_app, name="dvc")
 
 
 @app.command("list")
@@ -50,6 +51,20 @@ def list_registered() -> None:
 
 
 def main() -> None:
+    """The command line; under DVC a stage runs in a warm process that already imported torch (`_warm`)."""
+    import sys
+
+    from . import _warm
+
+    if _warm.enabled(sys.argv):
+        code = _warm.run(sys.argv)
+        if code is not None:
+            sys.exit(code)
+    main_here()
+
+
+def main_here() -> None:
+    """The command line, in this process."""
     from ._cli import run
 
     run(app)
