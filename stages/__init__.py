@@ -1,7 +1,9 @@
 """The command line: `otjr stage <name>` runs one pipeline stage, exactly as dvc.yaml does.
 
 Each stage is one thin Typer command in its own module: it parses identity arguments
-(dataset, method) and calls `pipeline.api`.
+(dataset, run, seed) and calls `pipeline.api`; so do `otjr evaluate` and `otjr export`.
+`otjr preset`, `otjr bench` and `otjr dvc render` call their own modules (`pipeline.presets`,
+`pipeline.benchmark`, `pipeline.dvc_render`).
 """
 
 from __future__ import annotations
