@@ -12,7 +12,7 @@ same as a fresh process's: the parent never ran torch code (no threads, no RNG d
 The command process waits for its child's exit code, forwards SIGINT/SIGTERM to it, and the
 child kills itself when the command process goes away (SIGKILL included). A missing server is
 started in the background for the next command, which keeps the current one running locally;
-the server exits when idle for IDLE_S seconds. A server serves only commands whose Python
+the server exits once no command has run for IDLE_S seconds. A server serves only commands whose Python
 executable, `sys.path` and environment (but `$DVC_STAGE`) are those it was started with.
 Anything unexpected in this path falls back to running the command in its own process.
 """
@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 IDLE_S = 30.0
@@ -169,25 +170,44 @@ def serve(path: Path) -> None:
     finally:
         os.umask(old)
     server.listen(16)
-    server.settimeout(IDLE_S)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    server.settimeout(1.0)
+    children: set[int] = set()
+    idle_since = time.monotonic()
     try:
         while True:
             try:
                 conn, _ = server.accept()
             except socket.timeout:
-                break
+                _reap(children)
+                if children:  # idle means no command running: a training may take many minutes
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > IDLE_S:
+                    break
+                continue
             if not _same_user(conn):
                 conn.close()
                 continue
-            if os.fork() == 0:
+            pid = os.fork()
+            if pid == 0:
                 server.close()
                 os.close(fd)
                 _child(conn)  # never returns
+            children.add(pid)
             conn.close()
     finally:
         path.unlink(missing_ok=True)
         server.close()
+
+
+def _reap(children: set[int]) -> None:
+    """Collect the children that ended (each within a second of its end)."""
+    for pid in list(children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -199,7 +219,6 @@ def _same_user(conn: socket.socket) -> bool:
 def _child(conn: socket.socket) -> None:
     code = 1
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         msg, ancdata, _flags, _addr = conn.recvmsg(1 << 20, socket.CMSG_SPACE(3 * array.array("i").itemsize))
         fds = array.array("i")
