@@ -187,17 +187,31 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
     assert (root / "models" / "digits.seed2" / "otjr.safetensors").is_file()
 
 
+def _dry_with(root: Path, key: str, value) -> set[str]:
+    """The stages `dvc repro` would run with params key `key` set to `value` (what `dvc exp run -S` runs)."""
+    params = yaml.load((root / "params.yaml").read_text())
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    with open(root / "params.yaml", "w") as f:
+        yaml.dump(params, f)
+    try:
+        return _ran(root, "repro", "--dry")
+    finally:
+        _run("git", "checkout", "params.yaml", cwd=root)
+
+
 @pytest.mark.slow
 def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pipeline):
     root = fake_pipeline
-    ran = _ran(root, "exp", "run", "--dry", "-S", "lambda_j=0.01")
+    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    ran = _dry_with(root, "lambda_j", 0.01)
     otjr = {"otjr", "otjr-awp", "otjr-lbgat"}
     assert {s for s in ran if s.startswith("train-")} == {f"train-{r}@digits" for r in otjr}
     assert {s for s in ran if s.startswith(("attack", "sanity"))} == {f"{k}@digits-{r}" for k in ("attack", "sanity")
                                                                       for r in otjr}
-    _run("git", "checkout", "params.yaml", cwd=root)
-    ran = _ran(root, "exp", "run", "--dry", "-S", "sanity.noise_samples=3")
-    _run("git", "checkout", "params.yaml", cwd=root)
+    ran = _dry_with(root, "sanity.noise_samples", 3)
     assert not any(s.startswith(("train-", "attack")) for s in ran)
-    assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in
-                                                           yaml.load((root / "params.yaml").read_text())["methods"]}
+    assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
