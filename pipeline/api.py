@@ -5,14 +5,31 @@ Each function validates its inputs (params, names, files) before doing any work.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from pathlib import Path
+from typing import Iterator
 
+from .core import paths
 from .core.errors import UserError
 from .params import Params, load_params
 
 
 def _params(params: Params | None) -> Params:
     return params if params is not None else load_params()
+
+
+@contextlib.contextmanager
+def _seeded(p: Params, seed: int | None) -> Iterator[Params]:
+    """`p` for one seed of a run: `seed` (None or equal) keeps the plain layout; a further seed trains and
+    evaluates with that seed, its files under `<dataset>.seed<seed>/` (`paths.seed_scope`)."""
+    if seed is None or seed == p.seed:
+        yield p
+        return
+    if seed < 0:
+        raise UserError(f"--seed: expected a non-negative integer, got {seed}")
+    with paths.seed_scope(seed):
+        yield dataclasses.replace(p, seed=seed, seeds=())
 
 
 def _dataset(name: str) -> str:
@@ -37,30 +54,36 @@ def preprocess(dataset: str, params: Params | None = None) -> Path:
     return prepare(_dataset(dataset), p.data.val_fraction, size, resize=rule, train_n=p.data.train_n.get(dataset))
 
 
-def train(dataset: str, method: str, params: Params | None = None, resume: bool = True) -> Path:
+def train(dataset: str, method: str, params: Params | None = None, resume: bool = True,
+          seed: int | None = None) -> Path:
+    """Train run `method` (a method, optionally with an add-on) on `dataset`, with `seed` (default: `seed`)."""
     from .methods import parse_run
     from .train.loop import fit
 
     p = _params(params)
     run = parse_run(method, key="--method")
-    p.for_method(run.method)
-    return fit(_dataset(dataset), run, p, resume=resume)
+    with _seeded(p, seed) as p:
+        p.for_method(run.method)
+        return fit(_dataset(dataset), run, p, resume=resume)
 
 
-def attack(dataset: str, method: str, params: Params | None = None) -> Path:
+def attack(dataset: str, method: str, params: Params | None = None, seed: int | None = None) -> Path:
     from .attacks.run import attack_run
     from .methods import parse_run
 
     p = _params(params)
-    return attack_run(_dataset(dataset), parse_run(method, key="--method").name, p)
+    with _seeded(p, seed) as p:
+        return attack_run(_dataset(dataset), parse_run(method, key="--method").name, p)
 
 
-def sanity(dataset: str, method: str, params: Params | None = None, strict: bool = False) -> tuple[Path, str]:
+def sanity(dataset: str, method: str, params: Params | None = None, strict: bool = False,
+           seed: int | None = None) -> tuple[Path, str]:
     from .methods import parse_run
     from .sanity.run import sanity_run
 
     p = _params(params)
-    out, verdict = sanity_run(_dataset(dataset), parse_run(method, key="--method").name, p)
+    with _seeded(p, seed) as p:
+        out, verdict = sanity_run(_dataset(dataset), parse_run(method, key="--method").name, p)
     if strict and verdict == "fail":
         raise UserError(f"{out}: a sanity rule failed (strict mode)")
     return out, verdict

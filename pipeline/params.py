@@ -181,9 +181,11 @@ class SpeedParams(Strict):
 
 class _Core(Strict):
     seed: NonNegativeInt
+    seeds: list[NonNegativeInt] = Field(
+        default_factory=list, description="further seeds: each trains and evaluates every run once more")
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
     datasets: list[str] = Field(min_length=1)
-    methods: list[str] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1, description="the runs evaluated and aggregated: a method or method-addon")
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -219,7 +221,7 @@ class Params:
     seed: int
     device: str
     datasets: tuple[str, ...]
-    methods: tuple[str, ...]  # runs evaluated and aggregated (method or method-addon)
+    methods: tuple[str, ...]  # the runs evaluated and aggregated (method or method-addon); see `runs`
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -231,6 +233,18 @@ class Params:
     method_params: dict[str, BaseModel] = field(default_factory=dict)
     addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    seeds: tuple[int, ...] = ()  # further seeds, after `seed`
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """The runs evaluated and aggregated. params.yaml keeps the key's old name, `methods`, that
+        `dvc exp run -S 'methods=[...]'` and every preset use; each entry is a run (`otjr`, `trades-awp`)."""
+        return self.methods
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        """`seed` (every run's first seed, the plain file layout), then the further `seeds`."""
+        return (self.seed, *self.seeds)
 
     def for_method(self, name: str) -> BaseModel:
         """The validated settings of method `name` (an empty model for methods without settings)."""
@@ -296,6 +310,10 @@ def load_params(path: Path | None = None) -> Params:
         if key not in core_keys | method_keys:
             raise UserError(f"{path}: unknown key '{key}'")
     c = _validate(_Core, core, "", path)
+    if c.seed in c.seeds or len(set(c.seeds)) < len(c.seeds):
+        again = c.seed if c.seed in c.seeds else next(s for s in c.seeds if c.seeds.count(s) > 1)
+        raise UserError(f"{path}: 'seeds': seed {again} twice; `seeds` lists the further seeds after `seed` "
+                        f"({c.seed}), e.g. seeds: [{', '.join(str(c.seed + i) for i in (1, 2))}] for three in all")
 
     try:
         runs = [parse_run(r, key="methods") for r in c.methods]
@@ -322,6 +340,7 @@ def load_params(path: Path | None = None) -> Params:
             raise UserError(f"{path}: {err}") from None
     return Params(
         seed=c.seed,
+        seeds=tuple(c.seeds),
         device=c.device,
         datasets=tuple(c.datasets),
         methods=tuple(c.methods),

@@ -1,7 +1,9 @@
 """The command line: `otjr stage <name>` runs one pipeline stage, exactly as dvc.yaml does.
 
 Each stage is one thin Typer command in its own module: it parses identity arguments
-(dataset, method) and calls `pipeline.api`.
+(dataset, run, seed) and calls `pipeline.api`; so do `otjr evaluate` and `otjr export`.
+`otjr preset`, `otjr bench` and `otjr dvc render` call their own modules (`pipeline.presets`,
+`pipeline.benchmark`, `pipeline.dvc_render`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import typer
 
 from . import aggregate, attack, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export
+from . import bench, evaluate, export, render
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -34,6 +36,7 @@ app.command("preset")(preset.preset)
 app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
+app.add_typer(render.dvc_app, name="dvc")
 
 
 @app.command("list")
@@ -50,6 +53,20 @@ def list_registered() -> None:
 
 
 def main() -> None:
+    """The command line; under DVC a stage runs in a warm process that already imported torch (`_warm`)."""
+    import sys
+
+    from . import _warm
+
+    if _warm.enabled(sys.argv):
+        code = _warm.run(sys.argv)
+        if code is not None:
+            sys.exit(code)
+    main_here()
+
+
+def main_here() -> None:
+    """The command line, in this process."""
     from ._cli import run
 
     run(app)

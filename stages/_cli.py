@@ -8,7 +8,10 @@ import sys
 import typer
 
 DATASET = typer.Option(..., "--dataset", "-d", help="dataset name (see `otjr list`), e.g. digits")
-METHOD = typer.Option(..., "--method", "-m", help="method, optionally with add-ons: xe, pgd_at, otjr, trades-awp")
+METHOD = typer.Option(..., "--method", "--run", "-m",
+                      help="the run: a method, optionally with an add-on: xe, pgd_at, otjr, trades-awp")
+SEED = typer.Option(None, "--seed", min=0, help="the run's seed: `seed` in params.yaml (default) or a further one "
+                    "of `seeds`, whose files go under <dataset>.seed<seed>/")
 
 
 def _one_line(err: Exception) -> int:

@@ -2,7 +2,7 @@
 
 import typer
 
-from ._cli import DATASET, METHOD, one_line_errors
+from ._cli import DATASET, METHOD, SEED, one_line_errors
 
 
 @one_line_errors
@@ -10,8 +10,9 @@ def sanity(
     dataset: str = DATASET,
     method: str = METHOD,
     strict: bool = typer.Option(False, help="exit non-zero when any rule fails"),
+    seed: int | None = SEED,
 ) -> None:
     from pipeline import api
 
-    out, verdict = api.sanity(dataset, method, strict=strict)
+    out, verdict = api.sanity(dataset, method, strict=strict, seed=seed)
     print(f"sanity {method}@{dataset}: {verdict} -> {out}")

@@ -2,7 +2,7 @@
 
 import typer
 
-from ._cli import DATASET, METHOD, one_line_errors
+from ._cli import DATASET, METHOD, SEED, one_line_errors
 
 
 @one_line_errors
@@ -10,7 +10,8 @@ def train(
     dataset: str = DATASET,
     method: str = METHOD,
     resume: bool = typer.Option(True, help="continue from the last finished epoch of an interrupted run"),
+    seed: int | None = SEED,
 ) -> None:
     from pipeline import api
 
-    print(f"trained {method}@{dataset} -> {api.train(dataset, method, resume=resume)}")
+    print(f"trained {method}@{dataset} -> {api.train(dataset, method, resume=resume, seed=seed)}")

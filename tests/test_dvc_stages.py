@@ -26,7 +26,7 @@ def expected_params(run_name: str) -> list[str]:
 
 
 def train_runs() -> list[str]:
-    return [name.removeprefix("train-") for name in stages() if name.startswith("train-")]
+    return [name.removeprefix("train-") for name in stages() if name.startswith("train-") and not name.endswith("-seeds")]
 
 
 def test_every_registered_method_and_every_listed_run_has_a_train_stage():
@@ -44,7 +44,14 @@ def test_train_stage_lists_exactly_the_params_its_run_reads(run):
     assert sorted(do["params"]) == sorted(expected_params(run))
     assert do["cmd"] == f"python -m pipeline stage train --dataset ${{item}} --method {run}"
     assert do["outs"] == [f"models/${{item}}/{run}.safetensors"]
-    assert {"pipeline/methods", "pipeline/losses", "pipeline/train", "pipeline/models"} <= set(do["deps"])
+    assert {"pipeline/methods", "pipeline/losses", "pipeline/train", "pipeline/models", "pipeline/core",
+            "pipeline/data", "pipeline/params.py", "data/prepared/${item}"} <= set(do["deps"])
+    # the same run's further seeds: the same keys but `seed` (the seed comes with the command)
+    further = stages()[f"train-{run}-seeds"]
+    assert further["matrix"] == {"dataset": "${datasets}", "seed": "${seeds}"}
+    assert sorted(further["params"]) == sorted(k for k in expected_params(run) if k != "seed")
+    assert further["cmd"].endswith(f"--method {run} --seed ${{item.seed}}")
+    assert further["outs"] == [f"models/${{item.dataset}}.seed${{item.seed}}/{run}.safetensors"]
 
 
 def test_a_method_setting_is_listed_by_its_own_stage_only():
@@ -52,11 +59,21 @@ def test_a_method_setting_is_listed_by_its_own_stage_only():
     owners: dict[str, set[str]] = {}
     for name, stage in stages().items():
         for key in set(stage.get("do", stage).get("params", [])) - set(BASE):
-            owners.setdefault(key, set()).add(name)
+            owners.setdefault(key, set()).add(name.removesuffix("-seeds"))
     assert owners["lambda_j"] == {"train-otjr", "train-otjr-awp", "train-otjr-lbgat"}
     assert owners["trades"] == {"train-trades", "train-trades-awp", "train-trades-lbgat"}
     assert owners["awp"] == {"train-trades-awp", "train-otjr-awp"}
     assert owners["sat"] == {"train-sat"} and owners["sat_jr"] == {"train-sat_jr"}
+
+
+def test_no_stage_of_a_further_seed_reads_seed_and_only_summaries_read_seeds():
+    """`-S seed=...` re-runs the first seed's stages only; `-S 'seeds=[...]'` adds stages and re-runs none."""
+    for name, stage in stages().items():
+        keys = stage.get("do", stage).get("params", [])
+        if name.endswith("-seeds"):
+            assert "seed" not in keys and "seeds" not in keys, name
+        elif "seeds" in keys:
+            assert name in ("aggregate", "report"), name
 
 
 def test_readme_documents_every_method_and_addon():

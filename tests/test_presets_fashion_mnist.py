@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 
 from pipeline import presets
-from pipeline.params import _Core, load_params
+from pipeline.params import load_params
 
 TIER_METHODS = ["xe", "pgd_at", "trades", "otjr", "rand_jr", "opt_jr"]
-SEEDS_KEY = "seeds" in _Core.model_fields  # being added by another change (issue 10)
 
 
 def _params(tmp_path, name):
@@ -38,25 +37,14 @@ def test_cpu_tier_validates_and_holds_its_calibrated_settings(tmp_path):
     assert p.data.train_n == {"fashion_mnist": 20000}
     assert p.model.name == "strided_cnn" and p.train.epochs == 8
     assert (p.adversary.steps, p.adversary.step) == (5, pytest.approx(0.04))
+    assert p.all_seeds == (0, 1, 2)
+    assert (p.attack.n, p.attack.n_of("pgd20"), p.attack.n_of("autoattack")) == (10000, 10000, 200)
     assert presets.describe("fashion-mnist")
 
 
-@pytest.mark.xfail(not SEEDS_KEY, strict=True, reason="needs the `seeds` params key, not yet on this branch")
 def test_full_tier_validates_with_five_seeds(tmp_path):
     p = _params(tmp_path, "fashion-mnist-full")
     _check_budget_and_paper_values(p)
-    assert list(p.seeds) == [0, 1, 2, 3, 4]
+    assert p.all_seeds == (0, 1, 2, 3, 4)
     assert p.data.train_n == {} and p.train.epochs == 100 and p.model.name == "preact_resnet18"
-    assert (p.adversary.steps, p.adversary.step) == (10, pytest.approx(0.025))
-
-
-def test_full_tier_without_seeds_validates(tmp_path):
-    """Everything but `seeds` validates today, so the preset is ready once the key lands."""
-    merged = presets.resolve("fashion-mnist-full")
-    assert list(merged.pop("seeds")) == [0, 1, 2, 3, 4]
-    path = tmp_path / "params.yaml"
-    with open(path, "w") as f:
-        presets._yaml().dump(merged, f)
-    p = load_params(path)
-    _check_budget_and_paper_values(p)
-    assert p.data.train_n == {} and p.train.epochs == 100 and len(p.methods) == 10
+    assert (p.adversary.steps, p.adversary.step) == (10, pytest.approx(0.025)) and len(p.methods) == 10

@@ -7,7 +7,31 @@ which is the working directory under DVC (or $OTJR_ROOT when set).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+_further_seed: list[int | None] = [None]  # set by `seed_scope`: None is `seed`, the first seed of every run
+
+
+@contextmanager
+def seed_scope(seed: int | None) -> Iterator[None]:
+    """Within: every per-run file (checkpoint, logs, records, locks) is that of further seed `seed`.
+
+    None (the default) is the first seed, `seed` in params.yaml, whose files keep the plain layout;
+    a further seed's live beside them under `<dataset>.seed<seed>/` (see `run_folder`).
+    """
+    before, _further_seed[0] = _further_seed[0], seed
+    try:
+        yield
+    finally:
+        _further_seed[0] = before
+
+
+def run_folder(dataset: str) -> str:
+    """The folder of `dataset`'s per-run files: `<dataset>`, or `<dataset>.seed<s>` inside `seed_scope(s)`."""
+    seed = _further_seed[0]
+    return dataset if seed is None else f"{dataset}.seed{seed}"
 
 
 def root() -> Path:
@@ -25,17 +49,17 @@ def work_dir() -> Path:
 
 def lock_file(stage: str, dataset: str, run: str) -> Path:
     """The lock one `stage` process holds on (dataset, run) while it runs."""
-    return work_dir() / "locks" / f"{stage}.{dataset}.{run}.lock"
+    return work_dir() / "locks" / f"{stage}.{run_folder(dataset)}.{run}.lock"
 
 
 def train_staging(dataset: str, run: str) -> Path:
     """Where a training run writes its logs (and, at the end, its checkpoint) before they replace the tracked ones."""
-    return work_dir() / "staging" / "train" / dataset / run
+    return work_dir() / "staging" / "train" / run_folder(dataset) / run
 
 
 def train_commit(dataset: str, run: str) -> Path:
     """A finished training's staging folder once complete: moved into place, also by the next run if killed midway."""
-    return work_dir() / "commit" / "train" / dataset / run
+    return work_dir() / "commit" / "train" / run_folder(dataset) / run
 
 
 # data -------------------------------------------------------------------------------------
@@ -67,32 +91,32 @@ def download_cache() -> Path:
 # models -----------------------------------------------------------------------------------
 def checkpoint(dataset: str, run: str) -> Path:
     """The trained model of `run` (a method, optionally with add-ons) on `dataset`."""
-    return root() / "models" / dataset / f"{run}.safetensors"
+    return root() / "models" / run_folder(dataset) / f"{run}.safetensors"
 
 
 def resume_state(dataset: str, run: str) -> Path:
     """Last finished epoch of an unfinished training run (not a DVC output, so DVC keeps it)."""
-    return root() / "models" / dataset / f"{run}.resume.safetensors"
+    return root() / "models" / run_folder(dataset) / f"{run}.resume.safetensors"
 
 
 # metrics ----------------------------------------------------------------------------------
 def train_log_dir(dataset: str, run: str) -> Path:
     """dvclive directory of a training run: metrics.json and per-epoch plots."""
-    return root() / "metrics" / "train" / dataset / run
+    return root() / "metrics" / "train" / run_folder(dataset) / run
 
 
 def attack_result(dataset: str, run: str) -> Path:
     """One JSON record per model: accuracy under every attack, with n, seeds and versions."""
-    return root() / "metrics" / "attacks" / dataset / f"{run}.json"
+    return root() / "metrics" / "attacks" / run_folder(dataset) / f"{run}.json"
 
 
 def attack_flags(dataset: str, run: str) -> Path:
     """Per-example robust flags of every attack (safetensors), for the worst case and sanity checks."""
-    return root() / "metrics" / "attacks" / dataset / f"{run}.flags.safetensors"
+    return root() / "metrics" / "attacks" / run_folder(dataset) / f"{run}.flags.safetensors"
 
 
 def sanity_result(dataset: str, run: str) -> Path:
-    return root() / "metrics" / "sanity" / dataset / f"{run}.json"
+    return root() / "metrics" / "sanity" / run_folder(dataset) / f"{run}.json"
 
 
 def summary_json() -> Path:

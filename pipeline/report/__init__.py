@@ -1,4 +1,4 @@
-"""Aggregation of per-model records into tables (and, later, the report)."""
+"""Aggregation of per-run records into metrics/summary.* (`aggregate`) and the report (`build`)."""
 
 from .aggregate import aggregate
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from statistics import fmean, stdev
 from typing import Any
 
 from ..core import paths
@@ -32,42 +33,93 @@ def ordered_columns(keys: set[str]) -> list[str]:
     return present + extra
 
 
+def mean_accuracies(records: list[dict[str, Any]]) -> dict[str, float]:
+    """attack -> mean accuracy over the seeds' records (percent, 2 decimals), for the attacks every seed ran.
+
+    One record gives exactly `accuracies(record)`: summary.json keeps its schema and, with one seed, its bytes."""
+    values = [{k: v["accuracy"] for k, v in r.items() if isinstance(v, dict) and "accuracy" in v} for r in records]
+    return {k: round(fmean(v[k] for v in values), 2) for k in values[0] if all(k in v for v in values)}
+
+
+def seed_records(params: Params, ds: str, run: str, path, what: str) -> list[dict]:
+    """The record at `path(ds, run)` of every seed of the run: `seed`'s, then each further seed's."""
+    out = []
+    for seed in (None, *params.seeds):
+        with paths.seed_scope(seed):
+            out.append(read_json(path(ds, run), what=what + ("" if seed is None else f" of seed {seed}")))
+    return out
+
+
 def collect(params: Params) -> tuple[dict, dict, dict]:
+    """summary {run: {ds: {attack: mean accuracy}}}, and the attack and sanity records {(ds, run): [per seed]}."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
-    records: dict[tuple[str, str], dict] = {}
-    sanity: dict[tuple[str, str], dict] = {}
+    records: dict[tuple[str, str], list[dict]] = {}
+    sanity: dict[tuple[str, str], list[dict]] = {}
     for run in params.methods:
         for ds in params.datasets:
-            rec = read_json(paths.attack_result(ds, run), what="attack result")
-            records[(ds, run)] = rec
-            summary.setdefault(run, {})[ds] = accuracies(rec)
-            sanity[(ds, run)] = read_json(paths.sanity_result(ds, run), what="sanity result")
+            records[(ds, run)] = seed_records(params, ds, run, paths.attack_result, "attack result")
+            summary.setdefault(run, {})[ds] = mean_accuracies(records[(ds, run)])
+            sanity[(ds, run)] = seed_records(params, ds, run, paths.sanity_result, "sanity result")
     return summary, records, sanity
 
 
+def verdicts(sanity: list[dict]) -> str:
+    """The sanity verdict of a run: one word when every seed agrees, else each seed's ('pass/warn')."""
+    found = [s["verdict"] for s in sanity]
+    return found[0] if len(set(found)) == 1 else "/".join(found)
+
+
+def seed_interval_cells(records: list[dict], cols: list[str]) -> list[str]:
+    """'lo-hi' (Student t 95% over the seeds, %) per column."""
+    entries = seed_intervals(records)
+    return [f"{entries[c]['seed_interval'][0]:.1f}-{entries[c]['seed_interval'][1]:.1f}" if c in entries else "-"
+            for c in cols]
+
+
+def seed_intervals(records: list[dict]) -> dict[str, dict[str, Any]]:
+    """attack -> per-seed values, mean, spread and Student-t interval over the seeds, with each seed's own entry."""
+    per_seed = [evidence.record_intervals(r) for r in records]
+    out = {}
+    for k in per_seed[0]:
+        if not all(k in e for e in per_seed):
+            continue
+        values = [e[k]["accuracy"] for e in per_seed]
+        lo, hi = stats.t_interval(values)
+        out[k] = {"accuracy": fmean(values), "n": per_seed[0][k]["n"], "seeds": [r["seed"] for r in records],
+                  "seed_values": values, "seed_std": stdev(values), "seed_interval": [lo, hi],
+                  "per_seed": [e[k] for e in per_seed]}
+    return out
+
+
 def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims: dict) -> str:
+    several = bool(params.seeds)
     lines = ["# Robust accuracy (%)", ""]
     for ds in params.datasets:
         cols = ordered_columns({k for r in params.methods for k in summary[r][ds]})
-        first = records[(ds, params.methods[0])]
+        first = records[(ds, params.methods[0])][0]
+        seeds = (f"seeds {', '.join(map(str, params.all_seeds))} (mean over seeds)" if several
+                 else f"seed {first['seed']}")
         lines += [f"## {ds}", "",
-                  f"{evaluated_on(first)}, seed {first['seed']}, device {first['device']}", ""]
+                  f"{evaluated_on(first)}, {seeds}, device {first['device']}", ""]
         lines.append("| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " | Sanity |")
         lines.append("|---|" + "---:|" * len(cols) + "---|")
         for run in params.methods:
             row = summary[run][ds]
             cells = [f"{row[c]:.2f}" if c in row else "-" for c in cols]
-            verdict = sanity[(ds, run)]["verdict"]
-            lines.append(f"| {run} | " + " | ".join(cells) + f" | {verdict} |")
-        lines += ["", "95% Clopper-Pearson intervals (%) of the same accuracies (k correct of n):", "",
-                  "| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-        lines += [f"| {run} | " + " | ".join(evidence.interval_cells(records[(ds, run)], cols)) + " |"
-                  for run in params.methods]
+            lines.append(f"| {run} | " + " | ".join(cells) + f" | {verdicts(sanity[(ds, run)])} |")
+        if several:
+            lines += ["", f"95% Student-t intervals (%) of the mean over the {len(params.all_seeds)} seeds "
+                      "(per-seed values and Clopper-Pearson intervals in metrics/summary_stats.json):", ""]
+        else:
+            lines += ["", "95% Clopper-Pearson intervals (%) of the same accuracies (k correct of n):", ""]
+        lines += ["| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+        cells = seed_interval_cells if several else lambda recs, c: evidence.interval_cells(recs[0], c)
+        lines += [f"| {run} | " + " | ".join(cells(records[(ds, run)], cols)) + " |" for run in params.methods]
         lines += ["", "Claims of the paper (see the report for how each is measured):", ""]
         lines += evidence.claims_markdown(claims[ds])
-        lines += ["", "Sanity checks (rule: verdict per method):", ""]
+        lines += ["", "Sanity checks (rule: verdict per method" + (", first seed" if several else "") + "):", ""]
         for run in params.methods:
-            checks = ", ".join(f"{c['id']}:{c['verdict']}" for c in sanity[(ds, run)]["rules"])
+            checks = ", ".join(f"{c['id']}:{c['verdict']}" for c in sanity[(ds, run)][0]["rules"])
             lines.append(f"- {run}: {checks}")
         lines += ["", "Attack settings:", ""]
         for name, entry in first.items():
@@ -75,7 +127,7 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims:
                 lines.append(f"- {LABELS.get(name, name)}: {entry['params']} ({entry['implementation']} "
                              f"{entry['implementation_version']})")
         lines.append("")
-    versions = records[(params.datasets[0], params.methods[0])]["versions"]
+    versions = records[(params.datasets[0], params.methods[0])][0]["versions"]
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     report = paths.report_dir() / "report.md"
     if report.is_file():
@@ -84,15 +136,22 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims:
 
 
 def summary_stats(params: Params, records: dict, claims: dict) -> dict:
-    """metrics/summary_stats.json: every accuracy's intervals and every claim's paired test, per dataset."""
+    """metrics/summary_stats.json: every accuracy's intervals and every claim's paired test, per dataset.
+
+    With further seeds each accuracy is the mean over the seeds, with the per-seed values, their spread
+    (std), a Student-t interval over the seeds and each seed's own entry (Clopper-Pearson, Wilson)."""
+    one = lambda recs: evidence.record_intervals(recs[0]) if not params.seeds else seed_intervals(recs)  # noqa: E731
     return {
         "level": stats.LEVEL,
+        **({"seeds": list(params.all_seeds)} if params.seeds else {}),
         "methods": {"interval": "Clopper-Pearson (exact); Wilson also given", "paired_test": "exact McNemar, two-sided",
                     "difference_interval": "Newcombe hybrid score, paired (method 10)",
                     "conditional_interval": "exact given the discordant images (agrees with the test)",
-                    "correction": "Holm, over the paired claims of each dataset", "units": "percent"},
-        "accuracy": {run: {ds: evidence.record_intervals(records[(ds, run)]) for ds in params.datasets}
-                     for run in params.methods},
+                    "correction": "Holm, over the paired claims of each dataset", "units": "percent",
+                    **({"seeds": "accuracy: mean over the seeds, seed_interval Student t over the seeds; paired "
+                                 "tests: McNemar on the discordant images pooled over the seeds"}
+                       if params.seeds else {})},
+        "accuracy": {run: {ds: one(records[(ds, run)]) for ds in params.datasets} for run in params.methods},
         "claims": {ds: [r.as_dict() for r in claims[ds]] for ds in params.datasets},
     }
 
@@ -100,7 +159,7 @@ def summary_stats(params: Params, records: dict, claims: dict) -> dict:
 def aggregate(params: Params) -> str:
     """Write metrics/summary.json, metrics/summary_stats.json and metrics/summary.md; returns the markdown."""
     summary, records, sanity = collect(params)
-    claims = {ds: evidence.claims_for(ds, params.methods) for ds in params.datasets}
+    claims = {ds: evidence.claims_for(ds, params.methods, params.seeds) for ds in params.datasets}
     text = markdown(params, summary, records, sanity, claims)
     write_json(paths.summary_json(), summary)
     write_json(paths.summary_stats_json(), summary_stats(params, records, claims))

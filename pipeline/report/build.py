@@ -44,8 +44,13 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     first = next((r.record for r in runs if r.record), None)
     where = (f"Attacks: {evaluated_on(first)}, seed {first['seed']}, device {first['device']}."
              if first else "No attack record yet.")
-    lines += section("Claims of the paper, tested", evidence.claims_markdown(evidence.claims_for(ds, results.runs)),
-                     "Each of the paper's testable claims measured on this dataset's runs (one seed unless stated).")
+    claims = evidence.claims_for(ds, results.runs, results.further_seeds)
+    lines += section("Claims of the paper, tested", evidence.claims_markdown(claims),
+                     "Each of the paper's testable claims measured on this dataset's runs (one seed unless stated)."
+                     if not results.further_seeds else
+                     "Each of the paper's testable claims measured on this dataset's runs; the paired tests pool the "
+                     f"first seed and the further seeds {', '.join(map(str, results.further_seeds))}. The tables "
+                     "below are the first seed's (means over the seeds: metrics/summary.md, metrics/summary_stats.json).")
     lines += section("Robust accuracy (%), paper Table 2 layout", tables.robustness(runs), where)
     lines += section("95% intervals (%) of these accuracies", tables.robustness_intervals(runs),
                      "Clopper-Pearson (exact) over the n test images; Wilson intervals and the paired tests are in "

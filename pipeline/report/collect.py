@@ -74,6 +74,7 @@ class Results:
     runs: tuple[str, ...]
     by_key: dict[tuple[str, str], RunResults]
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> analysis JSON
+    further_seeds: tuple[int, ...] = ()  # params `seeds`: the claims pool their paired tests over every seed
 
     def of(self, dataset: str) -> list[RunResults]:
         return [self.by_key[(dataset, r)] for r in self.runs if (dataset, r) in self.by_key]
@@ -109,7 +110,7 @@ def collect(params: Params) -> Results:
     external = external_runs(params, analyses)
     by_key.update(external)
     runs = tuple(params.methods) + tuple(sorted({run for _, run in external} - set(params.methods)))
-    return Results(tuple(params.datasets), runs, by_key, analyses)
+    return Results(tuple(params.datasets), runs, by_key, analyses, tuple(params.seeds))
 
 
 def external_runs(params: Params, analyses: dict[str, dict[str, Any]]) -> dict[tuple[str, str], RunResults]:

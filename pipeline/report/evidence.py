@@ -73,15 +73,20 @@ def record_intervals(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ per-example flags
-def load_flags(dataset: str, run: str) -> list[dict[str, list[bool]]] | None:
-    """The attack stage's per-example flags of a run, one dict per seed (None when not evaluated)."""
+def load_flags(dataset: str, run: str, further_seeds: Sequence[int] = ()) -> list[dict[str, list[bool]]] | None:
+    """The attack stage's per-example flags of a run, one dict per seed: `seed`'s, then each further seed's
+    (None when any of them is not evaluated)."""
     from ..core.io import load_tensors
 
-    path = paths.attack_flags(dataset, run)
-    if not path.is_file():
-        return None
-    tensors, _ = load_tensors(path, what="attack flags")
-    return [{k: v.bool().tolist() for k, v in tensors.items()}]
+    out = []
+    for seed in (None, *further_seeds):
+        with paths.seed_scope(seed):
+            path = paths.attack_flags(dataset, run)
+        if not path.is_file():
+            return None
+        tensors, _ = load_tensors(path, what="attack flags")
+        out.append({k: v.bool().tolist() for k, v in tensors.items()})
+    return out
 
 
 def white_box_attacks(names: Sequence[str]) -> list[str]:
@@ -187,14 +192,15 @@ def evaluate_claims(flags: dict[str, list[dict] | None], curves: dict[str, dict]
     return results
 
 
-def dataset_inputs(dataset: str, runs: Sequence[str]) -> tuple[dict, dict, dict | None]:
-    """Flags, training curves and analysis of one dataset's runs, as `evaluate_claims` takes them."""
+def dataset_inputs(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = ()) -> tuple[dict, dict, dict | None]:
+    """Flags (every seed's), training curves and analysis (the first seed's) of one dataset's runs, as
+    `evaluate_claims` takes them."""
     from ..core.io import read_json
     from .collect import read_dvclive
 
     wanted = {r for c in CLAIMS for r in (c.a, c.b) if r}
     present = [r for r in runs if r in wanted]
-    flags = {r: load_flags(dataset, r) for r in present}
+    flags = {r: load_flags(dataset, r, further_seeds) for r in present}
     curves = {r: read_dvclive(paths.train_log_dir(dataset, r)) for r in present}
     path = paths.analysis_result(dataset)
     analysis = read_json(path, what="analysis result") if path.is_file() else None
@@ -203,8 +209,9 @@ def dataset_inputs(dataset: str, runs: Sequence[str]) -> tuple[dict, dict, dict 
     return flags, curves, analysis
 
 
-def claims_for(dataset: str, runs: Sequence[str]) -> list[ClaimResult]:
-    return evaluate_claims(*dataset_inputs(dataset, runs))
+def claims_for(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = ()) -> list[ClaimResult]:
+    """The claims table of one dataset; paired tests pool the McNemar counts over `seed` and `further_seeds`."""
+    return evaluate_claims(*dataset_inputs(dataset, runs, further_seeds))
 
 
 # ------------------------------------------------------------------ markdown

@@ -1,0 +1,217 @@
+"""dvc.yaml is rendered from the registries: the committed file is the render, a new method gets its
+stage, code deps follow the imports, and with DVC itself a further seed adds stages without
+re-running any existing one (on a copy of the pipeline whose commands only write their outputs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+from ruamel.yaml import YAML
+
+from conftest import REPO
+from pipeline import dvc_render
+from pipeline.core.schema import Strict
+from pipeline.methods import METHODS
+from pipeline.methods.base import Method
+
+yaml = YAML(typ="safe", pure=True)
+
+
+def test_committed_dvc_yaml_is_the_render():
+    assert (REPO / "dvc.yaml").read_text() == dvc_render.render(), "dvc.yaml is stale: run `otjr dvc render`"
+
+
+def test_render_check_command_fails_on_a_stale_file(tmp_path, monkeypatch):
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text("stages: {}\n")
+    with pytest.raises(Exception, match="differs from the render"):
+        dvc_render.write(stale, check=True)
+    assert dvc_render.write(stale) is False and dvc_render.write(stale, check=True) is True
+
+
+class _ToyParams(Strict):
+    strength: float = Field(gt=0)
+
+
+@pytest.fixture
+def toy_method():
+    """A method registered for the test only, with its own params block `toy`."""
+
+    class Toy(Method):
+        name = "toy"
+        Params = _ToyParams
+        param_block = "toy"
+
+        def objective(self, model, x, x_adv, y, guide=None):  # pragma: no cover - never trained here
+            raise NotImplementedError
+
+    METHODS.register("toy")(Toy)
+    try:
+        yield Toy
+    finally:
+        METHODS._items.pop("toy")
+
+
+def test_a_registered_method_gets_its_train_stages_with_its_own_params(toy_method):
+    stages = yaml.load(dvc_render.render())["stages"]
+    first, further = stages["train-toy"], stages["train-toy-seeds"]
+    assert first["do"]["params"] == [*dvc_render.TRAIN_BASE, "toy"]
+    assert first["do"]["cmd"] == "python -m pipeline stage train --dataset ${item} --method toy"
+    assert further["params"] == [k for k in dvc_render.TRAIN_BASE if k != "seed"] + ["toy"]
+    assert all("toy" not in s.get("do", s).get("params", []) for n, s in stages.items() if "toy" not in n)
+
+
+def test_code_deps_are_what_each_command_imports():
+    deps = {c: dvc_render.code_deps(c) for c in ("download", "train", "attack", "sanity", "report", "aggregate")}
+    for command, found in deps.items():
+        assert {"pipeline/core", "pipeline/params.py", "pipeline/api.py", f"stages/{command}.py"} <= set(found), command
+    assert "pipeline/data" in deps["train"] and "pipeline/train" in deps["train"]
+    assert "pipeline/sanity" in deps["sanity"] and "pipeline/sanity" not in deps["attack"]
+    assert not any(d.startswith("pipeline/report") for d in deps["train"] + deps["attack"])
+    assert not any(d.startswith("pipeline/external") for c in deps for d in deps[c])  # only `otjr evaluate` uses it
+
+
+def test_closure_follows_relative_and_function_level_imports(tmp_path):
+    pkg = tmp_path / "pipeline"
+    (pkg / "sub").mkdir(parents=True)
+    (tmp_path / "stages").mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .sub import b\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import g\n")
+    (pkg / "c.py").write_text("import os\n")
+    (pkg / "unused.py").write_text("")
+    found = {p.relative_to(tmp_path).as_posix() for p in dvc_render.closure("pipeline.a", tmp_path)}
+    assert found == {"pipeline/__init__.py", "pipeline/a.py", "pipeline/sub/__init__.py", "pipeline/sub/b.py",
+                     "pipeline/c.py"}
+    assert dvc_render.collapse({tmp_path / f for f in found}, tmp_path) == [
+        "pipeline/__init__.py", "pipeline/a.py", "pipeline/c.py", "pipeline/sub"]
+
+
+# ------------------------------------------------------------------ with DVC: what re-runs
+FAKE = """\
+import sys
+from pathlib import Path
+for out in sys.argv[1:]:
+    p = Path(out)
+    if p.suffix:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text('{"x": 1}' if p.suffix == '.json' else 'x,y\\n1,2\\n' if p.suffix == '.csv' else out)
+    else:
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "x.txt").write_text(out)
+"""
+
+
+def _outs(body: dict) -> list[str]:
+    found = []
+    for key in ("outs", "metrics", "plots"):
+        for entry in body.get(key, []):
+            found.append(entry if isinstance(entry, str) else next(iter(entry)))
+    return found
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OTJR_ROOT",)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.invalid",
+            "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.invalid"}
+
+
+def _run(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, f"{args}: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _ran(root: Path, *args: str) -> set[str]:
+    """The stages `dvc <args>` runs (with --dry: would run; their dependencies must exist)."""
+    out = _run(sys.executable, "-m", "dvc", *args, cwd=root)
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+@pytest.fixture(scope="module")
+def fake_pipeline(tmp_path_factory) -> Path:
+    """The rendered pipeline (its deps, params, outs) with commands that only write their outputs, reproduced."""
+    root = tmp_path_factory.mktemp("fake")
+    for name in ("pipeline", "stages"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "params.yaml", root / "params.yaml")
+    shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
+    (root / "fake.py").write_text(FAKE)
+    stages = dvc_render.stages()
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        body["cmd"] = "python fake.py " + " ".join(_outs(body))
+    with open(root / "dvc.yaml", "w") as f:
+        yaml.dump({"stages": stages}, f)
+    _run("git", "init", "-q", cwd=root)
+    _run(sys.executable, "-m", "dvc", "init", "-q", cwd=root)
+    _run(sys.executable, "-m", "dvc", "repro", "-q", cwd=root)
+    _run("git", "add", "-A", cwd=root)
+    _run("git", "commit", "-qm", "reproduced", cwd=root)
+    return root
+
+
+def _set(root: Path, key: str, value) -> None:
+    params = yaml.load((root / "params.yaml").read_text())
+    params[key] = value
+    with open(root / "params.yaml", "w") as f:
+        yaml.dump(params, f)
+
+
+@pytest.mark.slow
+def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
+    root = fake_pipeline
+    assert _ran(root, "repro", "--dry") == {"aggregate"}  # always_changed; everything else is up to date
+    _set(root, "seeds", [1, 2])
+    try:
+        ran = _ran(root, "repro")
+        again = _ran(root, "repro")
+    finally:
+        _run("git", "checkout", "params.yaml", cwd=root)
+    new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
+    assert ran - new == {"report", "aggregate"}  # they read every seed
+    runs = dvc_render.runs()
+    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    assert new == ({f"train-{r}-seeds@digits-{s}" for r in runs for s in (1, 2)}
+                   | {f"{k}-seeds@digits-{m}-{s}" for k in ("attack", "sanity") for m in methods for s in (1, 2)})
+    assert again == {"aggregate"}
+    assert (root / "models" / "digits.seed2" / "otjr.safetensors").is_file()
+
+
+def _dry_with(root: Path, key: str, value) -> set[str]:
+    """The stages `dvc repro` would run with params key `key` set to `value` (what `dvc exp run -S` runs)."""
+    params = yaml.load((root / "params.yaml").read_text())
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    with open(root / "params.yaml", "w") as f:
+        yaml.dump(params, f)
+    try:
+        return _ran(root, "repro", "--dry")
+    finally:
+        _run("git", "checkout", "params.yaml", cwd=root)
+
+
+@pytest.mark.slow
+def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pipeline):
+    root = fake_pipeline
+    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    ran = _dry_with(root, "lambda_j", 0.01)
+    otjr = {"otjr", "otjr-awp", "otjr-lbgat"}
+    assert {s for s in ran if s.startswith("train-")} == {f"train-{r}@digits" for r in otjr}
+    assert {s for s in ran if s.startswith(("attack", "sanity"))} == {f"{k}@digits-{r}" for k in ("attack", "sanity")
+                                                                      for r in otjr}
+    ran = _dry_with(root, "sanity.noise_samples", 3)
+    assert not any(s.startswith(("train-", "attack")) for s in ran)
+    assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
