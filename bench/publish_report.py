@@ -1,0 +1,74 @@
+"""Publish a finished run's report under docs/: what was run, where, with what, then the report itself.
+
+    python bench/publish_report.py --run DIR --out docs/results/NAME.md --command CMD --seconds S --preset NAME
+
+Copies DIR/metrics/report/report.md below a header (command, date, commit, machine, library
+versions, wall time) and its figures next to the output, so the page reads on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def machine() -> str:
+    """CPU model and core count, and GPUs if any (from torch)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"{os.cpu_count()} CPU cores ({cpu}); " + (f"GPU: {', '.join(gpus)}" if gpus else "no GPU")
+
+
+def header(run: Path, command: str, seconds: int, preset: str) -> list[str]:
+    sys.path.insert(0, str(run))
+    from pipeline.core.versions import library_versions
+
+    commit = subprocess.run(["git", "-C", str(run), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(library_versions().items()))
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    return [f"<!-- written by bench/publish_report.py from {run.name}'s metrics/report/report.md; do not edit -->", "",
+            f"- Command: `{command}` (preset `{preset}`, then `dvc repro`), commit {commit}",
+            f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {seconds // 60} min {seconds % 60} s",
+            f"- Machine: {machine()}; threads per process: {threads}; Python {platform.python_version()}",
+            f"- Versions: {versions}", ""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--seconds", type=int, required=True)
+    ap.add_argument("--preset", required=True)
+    a = ap.parse_args()
+    report = a.run / "metrics" / "report" / "report.md"
+    if not report.is_file():
+        sys.exit(f"{report}: no report (did dvc repro finish?)")
+    lines = report.read_text().splitlines()
+    title, body = (lines[0], lines[1:]) if lines and lines[0].startswith("# ") else ("# Report", lines)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text("\n".join([title, "", *header(a.run, a.command, a.seconds, a.preset), *body]) + "\n")
+    figures = a.run / "metrics" / "report" / "figures"
+    if figures.is_dir():
+        shutil.copytree(figures, a.out.parent / "figures", dirs_exist_ok=True)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
