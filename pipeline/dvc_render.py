@@ -18,7 +18,11 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from ruamel.yaml import YAML
+
 from .core.errors import UserError
+from .methods import ADDONS, METHODS, parse_run
+from .params import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")  # code the stages run that lives in this repository
@@ -159,19 +163,29 @@ def code_deps(command: str, root: Path = REPO) -> list[str]:
 
 
 # ------------------------------------------------------------------ the runs
-def runs() -> list[str]:
+def registered_runs() -> list[str]:
     """Every run the registries define: each method, then each method-addon pair the method accepts."""
-    from .methods import ADDONS, METHODS
-
     names = list(METHODS.names())
     names += [f"{m}-{a}" for a in ADDONS.names() for m in METHODS.names() if a in METHODS.get(m).addons]
     return names
 
 
+def runs(root: Path = REPO, methods: list[str] | None = None) -> list[str]:
+    """The runs that get train stages: those params.yaml evaluates (`methods`, each a registered run; or
+    `methods` given here), so a preset of six runs trains six; every registered run where none is named."""
+    path = root / "params.yaml"
+    listed = methods or (read_yaml(path).get("methods") if path.is_file() else None)
+    if not listed:
+        return registered_runs()
+    known = registered_runs()
+    unknown = [r for r in listed if r not in known]
+    if unknown:
+        raise UserError(f"{path}: 'methods': unknown run {unknown[0]!r}; runs: {', '.join(known)}")
+    return list(dict.fromkeys(listed))
+
+
 def train_params(run: str) -> list[str]:
     """The params keys the training of `run` reads: the trainer's, the method's and its add-on's."""
-    from .methods import ADDONS, METHODS, parse_run
-
     r = parse_run(run, key="run")
     keys = list(TRAIN_BASE) + list(METHODS.get(r.method).param_keys())
     for addon in r.addons:
@@ -266,7 +280,7 @@ PLOTS = [  # (file, template, x, y, title) of `dvc plots show`, written by the r
 ]
 
 
-def stages(root: Path = REPO) -> dict:
+def stages(root: Path = REPO, methods: list[str] | None = None) -> dict:
     """Every stage of dvc.yaml, in order."""
     code = {c: code_deps(c, root) for c in ("download", "preprocess", "train", "attack", "sanity", "analyze",
                                              "report", "aggregate")}
@@ -282,7 +296,7 @@ def stages(root: Path = REPO) -> dict:
     }
     for further in (False, True):
         s = Seeding(further)
-        for run in runs():
+        for run in runs(root, methods):
             out[f"train-{run}{s.suffix}"] = _train(run, s, code["train"])
     for further in (False, True):
         s = Seeding(further)
@@ -312,16 +326,14 @@ def stages(root: Path = REPO) -> dict:
     return out
 
 
-def render(root: Path = REPO) -> str:
-    """The text of dvc.yaml."""
-    from ruamel.yaml import YAML
-
+def render(root: Path = REPO, methods: list[str] | None = None) -> str:
+    """The text of dvc.yaml (train stages for params.yaml's `methods`, or for `methods` given here)."""
     yaml = YAML(typ="rt", pure=True)
     yaml.default_flow_style = False
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
     buf = io.StringIO()
-    yaml.dump({"stages": stages(root)}, buf)
+    yaml.dump({"stages": stages(root, methods)}, buf)
     return HEADER + buf.getvalue()
 
 

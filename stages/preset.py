@@ -10,11 +10,12 @@ def preset(
     name: str = typer.Argument("", help="preset name; leave out to list them"),
 ) -> None:
     """Write preset NAME (presets/NAME.yaml merged onto presets/paper.yaml) to params.yaml."""
-    from pipeline import presets
+    from pipeline import dvc_render, presets
 
     if not name:
         for n in presets.names():
             print(f"{n:30s} {presets.describe(n)}")
         return
     out = presets.apply(name)
-    print(f"wrote {out} from preset {name}; now run `dvc exp run` (or `dvc repro`)")
+    dvc_render.write()  # its train stages follow the runs the preset evaluates
+    print(f"wrote {out} from preset {name} and dvc.yaml's stages for its runs; now run `dvc exp run` (or `dvc repro`)")

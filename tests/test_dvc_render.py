@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 
 from conftest import REPO
 from pipeline import dvc_render
+from pipeline.core.errors import UserError
 from pipeline.core.schema import Strict
 from pipeline.methods import METHODS
 from pipeline.methods.base import Method
@@ -60,19 +61,30 @@ def toy_method():
 
 
 def test_a_registered_method_gets_its_train_stages_with_its_own_params(toy_method):
-    stages = yaml.load(dvc_render.render())["stages"]
+    stages = yaml.load(dvc_render.render(methods=[*dvc_render.runs(), "toy"]))["stages"]
     first, further = stages["train-toy"], stages["train-toy-seeds"]
     assert first["do"]["params"] == [*dvc_render.TRAIN_BASE, "toy"]
     assert first["do"]["cmd"] == "python -m pipeline stage train --dataset ${item} --method toy"
     assert further["params"] == [k for k in dvc_render.TRAIN_BASE if k != "seed"] + ["toy"]
     assert all("toy" not in s.get("do", s).get("params", []) for n, s in stages.items() if "toy" not in n)
+    assert "train-toy" not in yaml.load(dvc_render.render())["stages"]  # trained only once params.yaml evaluates it
+
+
+def test_train_stages_follow_the_runs_params_yaml_evaluates(tmp_path):
+    (tmp_path / "params.yaml").write_text("methods:\n- otjr\n- pgd_at\n")
+    assert dvc_render.runs(tmp_path) == ["otjr", "pgd_at"]
+    (tmp_path / "params.yaml").write_text("methods:\n- otjr\n- nosuch\n")
+    with pytest.raises(UserError, match="'methods': unknown run 'nosuch'"):
+        dvc_render.runs(tmp_path)
 
 
 def test_code_deps_are_what_each_command_imports():
     deps = {c: dvc_render.code_deps(c) for c in ("download", "train", "attack", "sanity", "report", "aggregate")}
     for command, found in deps.items():
-        assert {"pipeline/core", "pipeline/params.py", "pipeline/api.py", f"stages/{command}.py"} <= set(found), command
+        assert {"pipeline/params.py", "pipeline/api.py", f"stages/{command}.py"} <= set(found), command
+        assert any(d == "pipeline/core" or d.startswith("pipeline/core/") for d in found), command
     assert "pipeline/data" in deps["train"] and "pipeline/train" in deps["train"]
+    assert "pipeline/core" in deps["train"]  # the trainer's PGD lives there: a change to it re-trains
     assert "pipeline/sanity" in deps["sanity"] and "pipeline/sanity" not in deps["attack"]
     assert not any(d.startswith("pipeline/report") for d in deps["train"] + deps["attack"])
     assert not any(d.startswith("pipeline/external") for c in deps for d in deps[c])  # only `otjr evaluate` uses it
