@@ -109,16 +109,18 @@ def test_closure_follows_relative_and_function_level_imports(tmp_path):
 
 # ------------------------------------------------------------------ with DVC: what re-runs
 FAKE = """\
-import sys
+import sys, time
 from pathlib import Path
+now = time.time_ns()  # new content on every run, as a real re-run's: what follows it re-runs too
 for out in sys.argv[1:]:
     p = Path(out)
     if p.suffix:
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text('{"x": 1}' if p.suffix == '.json' else 'x,y\\n1,2\\n' if p.suffix == '.csv' else out)
+        p.write_text('{"x": %d}' % now if p.suffix == '.json' else 'x,y\\n1,%d\\n' % now if p.suffix == '.csv'
+                     else f"{out} {now}")
     else:
         p.mkdir(parents=True, exist_ok=True)
-        (p / "x.txt").write_text(out)
+        (p / "x.txt").write_text(f"{out} {now}")
 """
 
 
@@ -187,8 +189,10 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
     try:
         ran = _ran(root, "repro")
         again = _ran(root, "repro")
+        assert (root / "models" / "digits.seed2" / "otjr.safetensors").is_file()
     finally:
-        _run("git", "checkout", "params.yaml", cwd=root)
+        _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
+        _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
     assert ran - new == {"report", "aggregate"}  # they read every seed
     runs = dvc_render.runs()
@@ -196,11 +200,11 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
     assert new == ({f"train-{r}-seeds@digits-{s}" for r in runs for s in (1, 2)}
                    | {f"{k}-seeds@digits-{m}-{s}" for k in ("attack", "sanity") for m in methods for s in (1, 2)})
     assert again == {"aggregate"}
-    assert (root / "models" / "digits.seed2" / "otjr.safetensors").is_file()
 
 
-def _dry_with(root: Path, key: str, value) -> set[str]:
-    """The stages `dvc repro` would run with params key `key` set to `value` (what `dvc exp run -S` runs)."""
+def _repro_with(root: Path, key: str, value) -> set[str]:
+    """The stages `dvc repro` runs with params key `key` set to `value` (what `dvc exp run -S` runs),
+    then params.yaml and the outputs back as committed."""
     params = yaml.load((root / "params.yaml").read_text())
     node = params
     *parents, last = key.split(".")
@@ -210,20 +214,21 @@ def _dry_with(root: Path, key: str, value) -> set[str]:
     with open(root / "params.yaml", "w") as f:
         yaml.dump(params, f)
     try:
-        return _ran(root, "repro", "--dry")
+        return _ran(root, "repro")
     finally:
-        _run("git", "checkout", "params.yaml", cwd=root)
+        _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
+        _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
 
 
 @pytest.mark.slow
 def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pipeline):
     root = fake_pipeline
     methods = yaml.load((root / "params.yaml").read_text())["methods"]
-    ran = _dry_with(root, "lambda_j", 0.01)
+    ran = _repro_with(root, "lambda_j", 0.01)
     otjr = {"otjr", "otjr-awp", "otjr-lbgat"}
     assert {s for s in ran if s.startswith("train-")} == {f"train-{r}@digits" for r in otjr}
     assert {s for s in ran if s.startswith(("attack", "sanity"))} == {f"{k}@digits-{r}" for k in ("attack", "sanity")
                                                                       for r in otjr}
-    ran = _dry_with(root, "sanity.noise_samples", 3)
+    ran = _repro_with(root, "sanity.noise_samples", 3)
     assert not any(s.startswith(("train-", "attack")) for s in ran)
     assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
