@@ -87,7 +87,7 @@ def main() -> None:
 
     from pipeline import api
     from pipeline.core import paths
-    from pipeline.params import load_params
+    from pipeline.config import load_params
 
     params = load_params()
     dataset = args.dataset or params.datasets[0]

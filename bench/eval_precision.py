@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pipeline.attacks.evaluate import evaluate  # noqa: E402
 from pipeline.attacks.run import build_suite  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from trained_models import EPS, digits, trained  # noqa: E402
 
 

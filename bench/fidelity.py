@@ -60,7 +60,7 @@ def train(root: Path, seeds: list[int], method: str = "pgd_at") -> None:
     os.environ["OTJR_ROOT"] = str(root)
     from pipeline import api
     from pipeline.methods import parse_run
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.train.loop import fit
 
     base = YAML(typ="safe", pure=True).load((REPO / "params.yaml").read_text())

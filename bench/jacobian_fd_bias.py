@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--wrn", action="store_true", help="also a WRN-10-2 at 32x32 on random data")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from pipeline.params import load_params
+    from pipeline.config import load_params
 
     with tempfile.TemporaryDirectory() as tmp:
         model, x, y = trained_digits_model(Path(tmp))

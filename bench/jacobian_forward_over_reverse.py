@@ -110,7 +110,7 @@ def check(model, x: torch.Tensor, directions: torch.Tensor, decompose_batchnorm:
 def time_steps(batch_size: int, steps: int, model_args: dict) -> dict[str, float]:
     from pipeline.methods import METHODS, Setup
     from pipeline.models import create
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.core.pgd import Adversary
     from pipeline.train.sgd import SGD
     from pipeline.train.step import Step

@@ -26,7 +26,7 @@ from pipeline import presets  # noqa: E402
 from pipeline.benchmark.flops import FlopCount  # noqa: E402
 from pipeline.methods import METHODS, Setup  # noqa: E402
 from pipeline.models import create  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
 from pipeline.core.pgd import Adversary  # noqa: E402
 
 #: Published training-set sizes (ImageNet100: the 100 CMC classes of ILSVRC-2012 train).

@@ -33,7 +33,7 @@ def main() -> None:
 
     from pipeline.analysis.run import analyze_dataset
     from pipeline.core import paths
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.report.build import build_report
 
     params = load_params()

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from pipeline.models import read_checkpoint
-    from pipeline.params import load_params
+    from pipeline.config import load_params
 
     shutil.rmtree(args.root, ignore_errors=True)
     args.root.mkdir(parents=True)

@@ -12,7 +12,8 @@ from typing import Iterator
 
 from .core import paths
 from .core.errors import UserError
-from .params import Params, load_params
+from .config import load_params
+from .params import Params
 
 
 def _params(params: Params | None) -> Params:

@@ -13,26 +13,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
 from .core import paths
 from .core.errors import UserError
+from .core.io import read_text
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 _META = ("description", "extends")
 
 
 def _yaml():
-    from ruamel.yaml import YAML
-
     yaml = YAML()  # round-trip: keeps the comments of the base file
     yaml.width = 120
     return yaml
 
 
 def _load(path: Path) -> Any:
-    from ruamel.yaml.error import YAMLError
-
-    from .core.io import read_text
-
     try:
         return _yaml().load(read_text(path, what="preset"))
     except (OSError, YAMLError) as err:
@@ -98,7 +96,7 @@ def render(name: str) -> str:
 
 def validate(text: str) -> None:
     """Raise `UserError` if `text` is not a valid params.yaml."""
-    from .params import load_params
+    from .config import load_params  # imports torch (the attack registry): `otjr preset --list` does not need it
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "params.yaml"

@@ -39,10 +39,11 @@ def bench(
     """
     from pipeline.benchmark.run import bench as run_bench
     from pipeline.benchmark.run import parse_model, parse_shape, table
+    from pipeline.config import load_params
     from pipeline.core.device import resolve_device
     from pipeline.core.io import write_json
     from pipeline.core.progress import progress
-    from pipeline.params import SpeedParams, load_params
+    from pipeline.params import SpeedParams
 
     params = load_params()
     overrides = {"precision": precision, "channels_last": channels_last, "cudnn_benchmark": cudnn_benchmark,

@@ -140,7 +140,7 @@ def test_lbgat_teacher_is_part_of_the_resume_state(digits, monkeypatch):
     from pipeline.core import paths
     from pipeline.methods import parse_run
     from pipeline.models import read_checkpoint
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.train import loop
 
     params, run = load_params(), parse_run("trades-lbgat")

@@ -89,7 +89,7 @@ def test_a_commit_interrupted_anywhere_is_completed_by_the_next_start(project, k
 
 def test_a_failed_training_leaves_the_previous_results_as_they_were(digits, monkeypatch):
     from pipeline.methods import parse_run
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.train import loop
 
     write_params(digits, {"train.epochs": 3, "model.args.width": 4, "train.eval_n": 8})

@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, write_params
 from pipeline.attacks import ATTACKS, evaluate, summarise
 from pipeline.core.errors import UserError
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.sanity.rules import comparable_entries
 from trained_models import digits, trained
 

@@ -14,7 +14,7 @@ from pipeline.attacks.counting import CountingModel
 from pipeline.attacks.iterative import cross_entropy, on_labels
 from pipeline.core.pgd import ascend
 from pipeline.core.errors import UserError
-from pipeline.params import load_params
+from pipeline.config import load_params
 from trained_models import EPS, digits, trained
 
 

@@ -241,7 +241,7 @@ def test_autoattack_matches_pyautoattack_within_one_example():
     from pyautoattack import AutoAttack as Official
 
     from pipeline.attacks import ATTACKS, evaluate
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from conftest import REPO
 
     params = load_params(REPO / "params.yaml")

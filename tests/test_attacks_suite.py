@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from conftest import REPO
 from pipeline.attacks import ATTACKS
 from pipeline.attacks.evaluate import evaluate, perturbation_norm
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.sanity import tolerance_pp
 from trained_models import digits, trained
 

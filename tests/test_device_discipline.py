@@ -18,7 +18,7 @@ from device_discipline import misplaced_factories
 from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup
 from pipeline.methods.jacobian import jacobian_mode
 from pipeline.models import create
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.core.pgd import Adversary
 from pipeline.train.sgd import SGD
 from pipeline.train.speed import Speed, prepare

@@ -42,7 +42,7 @@ def _train(run_name: str, model_kind: str, ranks):
     """What `fit` does for one run, on random uint8 data, with the trainer's own pieces."""
     from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup, parse_run
     from pipeline.models import create
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.core.pgd import Adversary
     from pipeline.train import distributed
     from pipeline.train.batches import Batches

@@ -8,7 +8,7 @@ from ruamel.yaml import YAML
 
 from conftest import REPO
 from pipeline.methods import ADDONS, METHODS, parse_run
-from pipeline.params import load_params
+from pipeline.config import load_params
 
 BASE = ["seed", "model", "train", "adversary", "speed"]  # what the shared trainer reads for every run
 

@@ -13,7 +13,7 @@ from statsmodels.stats.multitest import multipletests
 from conftest import TINY, write_params
 from fake_results import CLAIMS_ACC, CLAIMS_N, build_claims_world
 from pipeline.core import paths
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.report import evidence
 from pipeline.report.aggregate import aggregate
 from pipeline.report.build import build_report

@@ -21,7 +21,8 @@ from conftest import REPO, TINY, write_params
 from pipeline.methods import METHODS, Setup
 from pipeline.methods.jacobian import jacobian_mode
 from pipeline.models import create
-from pipeline.params import SpeedParams, load_params
+from pipeline.config import load_params
+from pipeline.params import SpeedParams
 from pipeline.core.pgd import Adversary
 from pipeline.train.sgd import SGD
 from pipeline.train.speed import prepare, resolve

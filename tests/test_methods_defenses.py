@@ -198,7 +198,7 @@ def test_sat_epochs_override_lengthens_only_sat(digits):
     from conftest import write_params
     from pipeline.methods import parse_run
     from pipeline.models import checkpoint_info
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.train.loop import fit
     from pipeline.train.schedule import lr_at
 

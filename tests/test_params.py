@@ -8,7 +8,7 @@ import pytest
 
 from conftest import write_params
 from pipeline.core.errors import UserError
-from pipeline.params import load_params
+from pipeline.config import load_params
 
 
 def test_repo_params_are_valid_and_typed(project):

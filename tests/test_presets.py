@@ -8,7 +8,7 @@ from ruamel.yaml import YAML
 
 from conftest import run_cli
 from pipeline import presets
-from pipeline.params import load_params
+from pipeline.config import load_params
 
 EXPERIMENTS = {
     # preset: (dataset, model, epochs, K, lambda_J)  -- paper §4.1 / §4.3, docs/design.md §3

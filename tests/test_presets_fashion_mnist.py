@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import presets
-from pipeline.params import load_params
+from pipeline.config import load_params
 
 TIER_METHODS = ["xe", "pgd_at", "trades", "otjr", "rand_jr", "opt_jr"]
 

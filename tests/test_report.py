@@ -11,10 +11,11 @@ import pytest
 from conftest import TINY, write_params
 from fake_results import CIFAR10, build_fake_world
 from pipeline.core import paths
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.report import paper, tables
 from pipeline.report.build import build_report
-from pipeline.report.collect import RunResults, read_dvclive
+from pipeline.report.collect import RunResults
+from pipeline.report.records import read_dvclive
 
 RUNS = ("xe", "pgd_at", "otjr", "sw")
 PNG = b"\x89PNG\r\n\x1a\n"

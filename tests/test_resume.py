@@ -82,7 +82,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, method):
 def test_resume_state_from_other_settings_is_ignored(digits):
     """A leftover state whose fingerprint differs (params changed) must not be resumed."""
     from pipeline.methods import parse_run
-    from pipeline.params import load_params
+    from pipeline.config import load_params
     from pipeline.train.loop import fit
 
     write_params(digits, {"train.epochs": 2, "model.args.width": 4, "train.eval_n": 0})

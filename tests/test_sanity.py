@@ -9,7 +9,7 @@ from torch import nn
 from conftest import REPO, write_params
 from pipeline.attacks import ATTACKS, evaluate, summarise
 from pipeline.core.errors import UserError
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.sanity import Context, run_rules
 from pipeline.sanity.run import overall
 from trained_models import RoundedInput, digits, trained

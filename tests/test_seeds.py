@@ -12,7 +12,7 @@ from conftest import TINY, run_cli, write_params
 from fake_results import CLAIMS_ACC, CLAIMS_N, attack_record, build_claims_world, claims_flags, sanity_record, write
 from pipeline.core import paths
 from pipeline.core.errors import UserError
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.report.aggregate import aggregate
 
 DS = "fashion_mnist"

@@ -21,7 +21,8 @@ from pipeline.losses import finite_difference_jacobian_penalty, jacobian_penalty
 from pipeline.methods import METHODS, Setup
 from pipeline.methods.jacobian import Exact, FiniteDifference, jacobian_mode
 from pipeline.models import create
-from pipeline.params import SpeedParams, load_params
+from pipeline.config import load_params
+from pipeline.params import SpeedParams
 from pipeline.core.passes import batch_statistics_only
 from pipeline.core.pgd import Adversary
 from pipeline.train.sgd import SGD

@@ -10,7 +10,7 @@ from conftest import REPO, run_cli, write_params
 from pipeline.core.errors import UserError
 from pipeline.methods import ADDONS, METHODS, AddOnSetup, Setup, parse_run
 from pipeline.models import create
-from pipeline.params import load_params
+from pipeline.config import load_params
 from pipeline.core.pgd import Adversary
 from pipeline.train.step import Step
 

@@ -124,7 +124,7 @@ def test_a_run_with_the_authors_settings_trains_and_records_them(digits):
 
     from pipeline import api
     from pipeline.models import checkpoint_info, load_checkpoint
-    from pipeline.params import load_params
+    from pipeline.config import load_params
 
     write_params(digits, {**TINY, "train.epochs": 1, "train.eval_n": 16, "model.args.width": 4, "model.init": "he_fan_out",
                           "model.normalize": False, "adversary.start": "gaussian", "adversary.start_std": 0.001,

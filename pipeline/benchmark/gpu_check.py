@@ -50,7 +50,8 @@ from ..core.io import save_tensors, write_json
 from ..core.versions import library_versions
 from ..data.shards import FORMAT
 from ..models import create, load_checkpoint
-from ..params import Params, SpeedParams, load_params, read_yaml
+from ..config import load_params
+from ..params import Params, SpeedParams, read_yaml
 from .attack_cost import robust_example_cost
 from .run import ModelChoice, bench, describe_device
 

@@ -6,9 +6,10 @@ from statistics import fmean, stdev
 from typing import Any
 
 from ..core import paths
-from ..core.io import read_json, write_json, write_text
+from ..core.io import write_json, write_text
 from ..params import Params
 from . import evidence, stats
+from .records import seed_records
 from .sizes import evaluated_on
 
 #: Column order of the paper's Table 2, then what the paper does not tabulate.
@@ -17,11 +18,6 @@ COLUMNS = ["clean", "pgd20", "pgd100", "l2_pgd", "mim", "fgsm", "cw_inf", "fab",
 LABELS = {"clean": "Clean", "pgd20": "PGD-20", "pgd100": "PGD-100", "l2_pgd": "L2-PGD", "mim": "MIM", "fgsm": "FGSM",
           "cw_inf": "CW-inf", "fab": "FAB", "fab_t": "FAB-T", "square": "Square", "simba": "SimBA",
           "autoattack": "AutoAttack", "deepfool": "DeepFool", "worst_case": "Worst case"}
-
-
-def accuracies(record: dict[str, Any]) -> dict[str, float]:
-    """attack -> accuracy (percent, 2 decimals) for every entry of a result record."""
-    return {k: round(v["accuracy"], 2) for k, v in record.items() if isinstance(v, dict) and "accuracy" in v}
 
 
 def ordered_columns(keys: set[str]) -> list[str]:
@@ -41,15 +37,6 @@ def mean_accuracies(records: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(fmean(v[k] for v in values), 2) for k in values[0] if all(k in v for v in values)}
 
 
-def seed_records(params: Params, ds: str, run: str, path, what: str) -> list[dict]:
-    """The record at `path(ds, run)` of every seed of the run: `seed`'s, then each further seed's."""
-    out = []
-    for seed in (None, *params.seeds):
-        with paths.seed_scope(seed):
-            out.append(read_json(path(ds, run), what=what + ("" if seed is None else f" of seed {seed}")))
-    return out
-
-
 def collect(params: Params) -> tuple[dict, dict, dict]:
     """summary {run: {ds: {attack: mean accuracy}}}, and the attack and sanity records {(ds, run): [per seed]}."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -57,9 +44,9 @@ def collect(params: Params) -> tuple[dict, dict, dict]:
     sanity: dict[tuple[str, str], list[dict]] = {}
     for run in params.methods:
         for ds in params.datasets:
-            records[(ds, run)] = seed_records(params, ds, run, paths.attack_result, "attack result")
+            records[(ds, run)] = seed_records(params.seeds, lambda: paths.attack_result(ds, run), "attack result")
             summary.setdefault(run, {})[ds] = mean_accuracies(records[(ds, run)])
-            sanity[(ds, run)] = seed_records(params, ds, run, paths.sanity_result, "sanity result")
+            sanity[(ds, run)] = seed_records(params.seeds, lambda: paths.sanity_result(ds, run), "sanity result")
     return summary, records, sanity
 
 

@@ -6,7 +6,6 @@ report shows what exists and says what does not.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,7 @@ from typing import Any
 from ..core import paths
 from ..core.io import read_json
 from ..params import Params
-from .aggregate import accuracies
-
-
-def read_optional(path: Path, what: str) -> dict[str, Any] | None:
-    return read_json(path, what=what) if path.is_file() else None
-
-
-def read_dvclive(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """{'train/loss': [(epoch, value), ...], ...} from a dvclive directory's plots/metrics/**.tsv (epoch = step + 1)."""
-    root = log_dir / "plots" / "metrics"
-    curves: dict[str, list[tuple[int, float]]] = {}
-    for tsv in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        name = tsv.relative_to(root).with_suffix("").as_posix()
-        with open(tsv, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        value_key = Path(name).name
-        points = [(int(r["step"]) + 1, float(r[value_key])) for r in rows if r.get(value_key) not in (None, "")]
-        if points:
-            curves[name] = points
-    return curves
+from .records import accuracies, read_dvclive, read_optional
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from ..core import paths
 from . import stats
+from .records import load_flags, read_dvclive, read_optional
 
 PP = 100.0  # fractions -> percentage points
 WHITE_BOX = "white_box"  # measure: robust to every white-box attack run (per image)
@@ -73,24 +74,8 @@ def record_intervals(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ per-example flags
-def load_flags(dataset: str, run: str, further_seeds: Sequence[int] = ()) -> list[dict[str, list[bool]]] | None:
-    """The attack stage's per-example flags of a run, one dict per seed: `seed`'s, then each further seed's
-    (None when any of them is not evaluated)."""
-    from ..core.io import load_tensors
-
-    out = []
-    for seed in (None, *further_seeds):
-        with paths.seed_scope(seed):
-            path = paths.attack_flags(dataset, run)
-        if not path.is_file():
-            return None
-        tensors, _ = load_tensors(path, what="attack flags")
-        out.append({k: v.bool().tolist() for k, v in tensors.items()})
-    return out
-
-
 def white_box_attacks(names: Sequence[str]) -> list[str]:
-    from ..attacks import ATTACKS
+    from ..attacks import ATTACKS  # imports torch: only a report with per-example flags pays for it
 
     return [n for n in names if n in ATTACKS.names() and ATTACKS.get(n).access == "white-box"]
 
@@ -195,15 +180,12 @@ def evaluate_claims(flags: dict[str, list[dict] | None], curves: dict[str, dict]
 def dataset_inputs(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = ()) -> tuple[dict, dict, dict | None]:
     """Flags (every seed's), training curves and analysis (the first seed's) of one dataset's runs, as
     `evaluate_claims` takes them."""
-    from ..core.io import read_json
-    from .collect import read_dvclive
-
     wanted = {r for c in CLAIMS for r in (c.a, c.b) if r}
     present = [r for r in runs if r in wanted]
     flags = {r: load_flags(dataset, r, further_seeds) for r in present}
     curves = {r: read_dvclive(paths.train_log_dir(dataset, r)) for r in present}
     path = paths.analysis_result(dataset)
-    analysis = read_json(path, what="analysis result") if path.is_file() else None
+    analysis = read_optional(path, "analysis result")
     if analysis:  # only the runs of this report
         analysis = {**analysis, "runs": {r: v for r, v in analysis.get("runs", {}).items() if r in runs}}
     return flags, curves, analysis

@@ -1,0 +1,124 @@
+"""params.yaml read and validated against the registries: every key known, every name registered.
+
+The typed blocks live in `params` (low, so that the trainer and the suite can take them); this
+loader sits above the attacks because each attack validates its own settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .attacks import ATTACKS
+from .core import paths
+from .core.errors import UserError
+from .core.schema import first_error
+from .data import DATASETS
+from .methods import ADDONS, METHODS, method_settings, parse_run
+from .params import AttackBlock, AttackParams, CoreBlock, Params, read_yaml
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{path}: {first_error(err, prefix)}") from None
+
+
+def load_params(path: Path | None = None) -> Params:
+    """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
+    path = Path(path) if path else paths.params_file()
+    raw = read_yaml(path)
+
+    core_keys = set(CoreBlock.model_fields) | {"attack"}
+    method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
+    method_keys |= {k for name in ADDONS.names() for k in ADDONS.get(name).param_keys()}
+    core = {k: v for k, v in raw.items() if k in CoreBlock.model_fields}
+    for key in raw:
+        if key not in core_keys | method_keys:
+            raise UserError(f"{path}: unknown key '{key}'")
+    c = _validate(CoreBlock, core, "", path)
+    if c.seed in c.seeds or len(set(c.seeds)) < len(c.seeds):
+        again = c.seed if c.seed in c.seeds else next(s for s in c.seeds if c.seeds.count(s) > 1)
+        raise UserError(f"{path}: 'seeds': seed {again} twice; `seeds` lists the further seeds after `seed` "
+                        f"({c.seed}), e.g. seeds: [{', '.join(str(c.seed + i) for i in (1, 2))}] for three in all")
+
+    try:
+        runs = [parse_run(r, key="methods") for r in c.methods]
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    wanted = {run.method for run in runs}
+    method_params = {}
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        present = any(k in raw for k in cls.param_keys())
+        if name in wanted or present:
+            method_params[name] = _validate(cls.Params, method_settings(cls, raw), cls.param_prefix(), path)
+    wanted_addons = {a for run in runs for a in run.addons}
+    addon_params = {}
+    for name in ADDONS.names():
+        if name in wanted_addons or name in raw:
+            addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
+
+    attack = _load_attack(raw.get("attack"), path, ATTACKS)
+    for ds in c.datasets:
+        try:
+            DATASETS.get(ds, key="datasets")
+        except UserError as err:
+            raise UserError(f"{path}: {err}") from None
+    return Params(
+        seed=c.seed,
+        seeds=tuple(c.seeds),
+        device=c.device,
+        datasets=tuple(c.datasets),
+        methods=tuple(c.methods),
+        data=c.data,
+        model=c.model,
+        train=c.train,
+        adversary=c.adversary,
+        attack=attack,
+        sanity=c.sanity,
+        analysis=c.analysis,
+        speed=c.speed,
+        method_params=method_params,
+        addon_params=addon_params,
+        raw=raw,
+    )
+
+
+def _load_attack(block: Any, path: Path, registry) -> AttackParams:
+    if block is None:
+        raise UserError(f"{path}: missing key 'attack'")
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: 'attack' must be a mapping")
+    core = _validate(AttackBlock, {k: v for k, v in block.items() if k in AttackBlock.model_fields}, "attack", path)
+    settings: dict[str, BaseModel] = {}
+    own_n: dict[str, int] = {}
+    for key, value in block.items():
+        if key in AttackBlock.model_fields:
+            continue
+        if key not in registry:
+            raise UserError(f"{path}: unknown key 'attack.{key}'; attacks: {', '.join(registry.names())}")
+        if isinstance(value, dict) and "n" in value:
+            value = dict(value)
+            own_n[key] = _own_n(value.pop("n"), key, core.n, path)
+        settings[key] = _validate(registry.get(key).Params, value, f"attack.{key}", path)
+    for name in core.suite:
+        if name not in registry:
+            raise UserError(
+                f"{path}: 'attack.suite': unknown attack {name!r}; choose from: {', '.join(registry.names())}"
+            )
+        if name not in settings:
+            raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
+    return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings,
+                        precision=core.precision, own_n=own_n)
+
+
+def _own_n(value: Any, name: str, n: int, path: Path) -> int:
+    """An attack's own number of test images: a whole number in 1..attack.n."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
+        raise UserError(f"{path}: 'attack.{name}.n': expected a whole number of test images from 1 to attack.n "
+                        f"({n}), got {value!r}")
+    return value
