@@ -1,6 +1,8 @@
 """The typed function API behind every stage: what `otjr stage ...` and `dvc repro` call.
 
-Each function validates its inputs (params, names, files) before doing any work.
+Each function validates its inputs (params, names, files) before doing any work. Each imports
+what it runs inside its body, so a stage process loads only its own part of the pipeline (and
+`otjr dvc render` gives each stage exactly those files as code dependencies).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import dataclasses
 from pathlib import Path
 from typing import Iterator
 
+from .config import load_params
 from .core import paths
 from .core.errors import UserError
-from .config import load_params
 from .params import Params
 
 
@@ -34,6 +36,7 @@ def _seeded(p: Params, seed: int | None) -> Iterator[Params]:
 
 
 def _dataset(name: str) -> str:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .data import DATASETS
 
     DATASETS.get(name, key="--dataset")
@@ -41,6 +44,7 @@ def _dataset(name: str) -> str:
 
 
 def download(dataset: str, params: Params | None = None) -> Path:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .data import download as fetch
 
     p = _params(params)
@@ -48,6 +52,7 @@ def download(dataset: str, params: Params | None = None) -> Path:
 
 
 def preprocess(dataset: str, params: Params | None = None) -> Path:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .data import preprocess as prepare
 
     p = _params(params)
@@ -58,6 +63,7 @@ def preprocess(dataset: str, params: Params | None = None) -> Path:
 def train(dataset: str, method: str, params: Params | None = None, resume: bool = True,
           seed: int | None = None) -> Path:
     """Train run `method` (a method, optionally with an add-on) on `dataset`, with `seed` (default: `seed`)."""
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .methods import parse_run
     from .train.loop import fit
 
@@ -69,6 +75,7 @@ def train(dataset: str, method: str, params: Params | None = None, resume: bool 
 
 
 def attack(dataset: str, method: str, params: Params | None = None, seed: int | None = None) -> Path:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .attacks.run import attack_run
     from .methods import parse_run
 
@@ -79,6 +86,7 @@ def attack(dataset: str, method: str, params: Params | None = None, seed: int | 
 
 def sanity(dataset: str, method: str, params: Params | None = None, strict: bool = False,
            seed: int | None = None) -> tuple[Path, str]:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .methods import parse_run
     from .sanity.run import sanity_run
 
@@ -91,12 +99,14 @@ def sanity(dataset: str, method: str, params: Params | None = None, strict: bool
 
 
 def aggregate(params: Params | None = None) -> str:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .report import aggregate as agg
 
     return agg(_params(params))
 
 
 def analyze(dataset: str, params: Params | None = None) -> Path:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .analysis.run import analyze_dataset
 
     p = _params(params)
@@ -104,12 +114,14 @@ def analyze(dataset: str, params: Params | None = None) -> Path:
 
 
 def report(params: Params | None = None) -> Path:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .report.build import build_report
 
     return build_report(_params(params))
 
 
 def sensitivity(exp_json: Path | None = None) -> str:
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .report.sensitivity import sensitivity_report
 
     return sensitivity_report(exp_json)
@@ -120,6 +132,7 @@ def evaluate(dataset: str, path: Path | None = None, *, arch: str | None = None,
              threat_model: str = "Linf", model_dir: Path | None = None, name: str | None = None,
              params: Params | None = None) -> dict:
     """Attack suite, sanity checks and analyses on a model from elsewhere, written as a pipeline run's records."""
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .external import Source, evaluate_external
 
     p = _params(params)
@@ -130,6 +143,7 @@ def evaluate(dataset: str, path: Path | None = None, *, arch: str | None = None,
 
 def export_robustbench(dataset: str, run: str, out: Path | None = None) -> tuple[Path, list[str]]:
     """A run's clean and AutoAttack accuracy as RobustBench model info (JSON)."""
+    # this stage's part of the pipeline only (start-up time, code dependencies)
     from .external import export_robustbench as export
 
     return export(_dataset(dataset), run, out)

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from .analysis.params import AnalysisParams
 from .core.errors import UserError
+from .core.io import read_text
 from .core.schema import (
     LinfBudget,
     NonNegativeLinfBudget,
@@ -64,7 +67,7 @@ class DataParams(Strict):
     @field_validator("resolution", "sources", "train_n")
     @classmethod
     def _known_datasets(cls, value: dict) -> dict:
-        from .data import DATASETS
+        from .data import DATASETS  # imports torch: `otjr dvc render` reads params.yaml without it
 
         for name in value:
             if name not in DATASETS:
@@ -250,7 +253,7 @@ class Params:
 
     def for_method(self, name: str) -> BaseModel:
         """The validated settings of method `name` (an empty model for methods without settings)."""
-        from .methods import METHODS
+        from .methods import METHODS  # imports torch: `otjr dvc render` reads params.yaml without it
 
         if name in self.method_params:
             return self.method_params[name]
@@ -261,7 +264,7 @@ class Params:
 
     def for_addon(self, name: str) -> BaseModel:
         """The validated settings of add-on `name`."""
-        from .methods import ADDONS
+        from .methods import ADDONS  # imports torch: `otjr dvc render` reads params.yaml without it
 
         if name in self.addon_params:
             return self.addon_params[name]
@@ -271,11 +274,6 @@ class Params:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Load a YAML 1.2 mapping; a missing or malformed file is one clear line."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    from .core.io import read_text
-
     text = read_text(Path(path), what="params file")
     try:
         data = YAML(typ="safe", pure=True).load(text)

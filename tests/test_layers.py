@@ -33,8 +33,6 @@ MODULE_FLOOR = {"pipeline": "core", "pipeline.analysis.params": "params"}
 
 #: A function-level import must say why on its line or the line above: start-up time, an optional package.
 REASON = re.compile(r"#.*\S")
-#: Files whose function-level imports are still to be explained or lifted by their owners (issue 13).
-UNREVIEWED = {"pipeline/api.py", "pipeline/params.py", "pipeline/report/tables.py", "pipeline/train/distributed.py"}
 
 
 def module_name(path: Path) -> str:
@@ -100,13 +98,6 @@ def test_no_import_runs_up_a_floor():
     assert not upward, "\n".join(upward)
 
 
-def test_unreviewed_files_still_have_function_level_imports():
-    """A file cleared of them leaves UNREVIEWED, so that it stays clear."""
-    for rel in sorted(UNREVIEWED):
-        path = ROOT.parent / rel
-        assert any(inside for _, _, inside in imports(module_name(path), path, modules())), f"{rel}: drop it"
-
-
 def test_no_import_cycle():
     """No cycle among the imports."""
     edges = graph()
@@ -151,8 +142,6 @@ def explained(lines: list[str], line: int) -> bool:
 def test_every_function_level_import_says_why():
     unexplained = []
     for name, path in modules().items():
-        if str(path.relative_to(ROOT.parent)) in UNREVIEWED:
-            continue
         lines = path.read_text().splitlines()
         for target, line, inside in imports(name, path, modules()):
             if inside and not explained(lines, line):

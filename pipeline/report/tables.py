@@ -11,7 +11,7 @@ from typing import Any
 
 from . import paper
 from .aggregate import LABELS, ordered_columns
-from .collect import RunResults
+from .collect import RunResults, sanity_sweeps
 from .evidence import interval_cells
 
 MISSING = "-"
@@ -176,8 +176,6 @@ def analysis_summary(results: list[RunResults]) -> list[str]:
 
 def sanity_sweep_comparison(results: list[RunResults]) -> list[str]:
     """Paper Table 10 (OTJR, CIFAR-10, WRN-34-10): our PGD sweep accuracy where the budgets / step counts coincide."""
-    from .collect import sanity_sweeps
-
     r = next((r for r in results if (r.dataset, r.model, r.run) == paper.SANITY_SETTING and r.sanity), None)
     if r is None:
         return []

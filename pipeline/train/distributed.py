@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..core.errors import UserError
 
@@ -62,8 +64,6 @@ def start(ranks: Ranks, device: torch.device) -> torch.device:
     """Join the process group (NCCL on GPUs, gloo on CPUs); returns this rank's device."""
     if not ranks.distributed:
         return device
-    import torch.distributed as dist
-
     if device.type == "cuda":
         device = torch.device("cuda", ranks.local)
         torch.cuda.set_device(device)
@@ -86,15 +86,11 @@ def _import_group_defaults() -> None:
 
 def barrier(ranks: Ranks) -> None:
     if ranks.distributed:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 def stop(ranks: Ranks) -> None:
     if ranks.distributed:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -123,14 +119,10 @@ def wrap(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
     """The model whose backward all-reduces the gradients (the model itself in one process)."""
     if not ranks.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _collective_device(device: torch.device) -> torch.device:
-    import torch.distributed as dist
-
     return device if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
@@ -139,8 +131,6 @@ def mean_over_ranks(tensors: Sequence[torch.Tensor], ranks: Ranks) -> list[torch
     tensors = list(tensors)
     if not ranks.distributed or not tensors:
         return tensors
-    import torch.distributed as dist
-
     flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
     dist.all_reduce(flat)
     flat /= ranks.size
@@ -162,8 +152,6 @@ def all_gather(tensor: torch.Tensor, ranks: Ranks, device: torch.device) -> list
     """Every rank's copy of a same-shaped tensor, on the CPU, in rank order."""
     if not ranks.distributed:
         return [tensor.cpu()]
-    import torch.distributed as dist
-
     where = _collective_device(device)
     local = tensor.to(where)
     parts = [torch.empty_like(local) for _ in range(ranks.size)]
