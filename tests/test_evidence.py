@@ -12,11 +12,12 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import TINY, write_params
 from fake_results import CLAIMS_ACC, CLAIMS_N, build_claims_world
-from pipeline.core import paths
 from pipeline.config import load_params
+from pipeline.core import paths
 from pipeline.report import evidence
 from pipeline.report.aggregate import aggregate
 from pipeline.report.build import build_report
+from pipeline.report.tables import threat_worst_case_table
 
 DS = "fashion_mnist"
 EVALUATED = list(CLAIMS_ACC)  # otjr trades pgd_at alp opt_jr rand_jr
@@ -154,3 +155,46 @@ def test_gradient_claims_hold_only_when_a_named_run_is_smallest_at_every_step():
     analysis["runs"]["rand_jr"] = run([0.5, 1.0])
     assert evidence._gradient(jr, analysis).verdict == "holds"
     assert evidence._gradient(table12, {"runs": {"pgd_at": run([1.0, 1.0])}}).verdict == "not run"
+
+
+def _entry(norm, eps, n):
+    return {"norm": norm, "params": {"eps": eps}, "validity": {}, "n": n}
+
+
+def test_worst_case_per_threat_model_matches_a_loop_over_the_images():
+    """Each ball on its own: correct and robust to every attack of it, on the images all its attacks saw."""
+    rng = np.random.default_rng(3)
+    n = 40
+    record = {"n": n, "clean": {"accuracy": 0.0}, "pgd20": _entry("linf", 0.1, 40), "square": _entry("linf", 0.1, 25),
+              "l2_pgd": _entry("l2", 1.5, 30), "deepfool": _entry("l2", 1.5, 40), "fgsm": _entry("linf", 0.05, 40)}
+    flags = {"clean": rng.random(n) < 0.9}
+    for name in ("pgd20", "square", "l2_pgd", "deepfool", "fgsm"):
+        m = record[name]["n"]
+        flags[name] = [bool(flags["clean"][i] and rng.random() < 0.7) for i in range(m)]
+    flags["clean"] = [bool(x) for x in flags["clean"]]
+    found = evidence.threat_worst_cases(record, flags)
+    assert set(found) == {"linf eps 0.1", "l2 eps 1.5", "linf eps 0.05"}
+    for label, names, m in (("linf eps 0.1", ["pgd20", "square"], 25), ("l2 eps 1.5", ["l2_pgd", "deepfool"], 30),
+                            ("linf eps 0.05", ["fgsm"], 40)):
+        k = 0
+        for i in range(m):
+            if flags["clean"][i] and all(flags[a][i] for a in names):
+                k += 1
+        entry = found[label]
+        assert (entry["n"], entry["n_correct"], sorted(entry["attacks"])) == (m, k, sorted(names))
+        lo, hi = sps.binomtest(k, m).proportion_ci(0.95, method="exact")
+        assert entry["clopper_pearson"] == pytest.approx([100 * lo, 100 * hi], abs=1e-9)
+
+
+def test_threat_table_only_when_the_suite_spans_several_balls():
+    from pipeline.report.collect import RunResults
+
+    one = {"n": 4, "pgd20": _entry("linf", 0.1, 4), "fgsm": _entry("linf", 0.1, 4)}
+    flags = {"clean": [True] * 4, "pgd20": [True, False, True, True], "fgsm": [True] * 4}
+    run = RunResults("d", "r", one, None, None, {})
+    assert threat_worst_case_table([run], {"r": flags}) == []
+    two = {**one, "l2_pgd": _entry("l2", 1.5, 4)}
+    run = RunResults("d", "r", two, None, None, {})
+    lines = threat_worst_case_table([run], {"r": {**flags, "l2_pgd": [False, False, True, True]}})
+    assert lines[0].split(" | ")[1:] == ["l2 eps 1.5", "linf eps 0.1 |"]
+    assert lines[2].startswith("| r | 50.00 [") and "75.00 [" in lines[2]

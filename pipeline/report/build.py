@@ -8,9 +8,10 @@ from ..core import paths
 from ..core.io import write_text
 from ..params import Params
 from . import evidence, figures, paper, tables
-from .sizes import evaluated_on
 from .collect import Results, RunResults, collect, sanity_sweeps
 from .plots_data import write_plot_data
+from .records import load_flags
+from .sizes import evaluated_on
 
 PAPER_SETTINGS = ("cifar10 / cifar100 with wrn34_10 (Tables 2, 3, 6, 7) or wrn28_10 (Table 9); imagenet100 with "
                   "preact_resnet18 and intel with resnet50 (Table 4)")
@@ -55,6 +56,11 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     lines += section("95% intervals (%) of these accuracies", tables.robustness_intervals(runs),
                      "Clopper-Pearson (exact) over the n test images; Wilson intervals and the paired tests are in "
                      "metrics/summary_stats.json.")
+    first_flags = {r.run: (load_flags(ds, r.run) or [None])[0] for r in runs if r.record}
+    lines += section("Worst case per threat model", tables.threat_worst_case_table(runs, first_flags),
+                     "The worst-case column above spans every ball of the suite at once (an image counts only if "
+                     "it survives the L-inf and the L2 attacks alike); here each ball on its own: correct and robust "
+                     "to every attack of that ball, on the images all of them saw (first seed).")
 
     comparison = tables.paper_comparison(runs)
     fig = figures.paper_comparison(

@@ -91,6 +91,27 @@ def measure_flags(flags: dict[str, list[bool]], measure: str) -> list[bool] | No
     return [all(row) for row in zip(flags["clean"], *(flags[a] for a in attacks))]
 
 
+def threat_of(entry: dict[str, Any]) -> str:
+    """An attack entry's threat model, as a label: 'linf eps 0.1'."""
+    return f"{entry.get('norm', '?')} eps {entry['params']['eps']:.4g}"
+
+
+def threat_worst_cases(record: dict[str, Any], flags: dict[str, list[bool]]) -> dict[str, dict[str, Any]]:
+    """Per threat model (norm, eps) of the record's attacks: the share of images correct and robust to every
+    attack of that ball, on the first m images all of them saw (m the smallest of their n). Each value is an
+    interval entry with its `attacks`. The record's `worst_case` spans every ball of the suite at once."""
+    groups: dict[str, list[str]] = {}
+    for name, entry in record.items():
+        if isinstance(entry, dict) and "validity" in entry and "params" in entry and name in flags:
+            groups.setdefault(threat_of(entry), []).append(name)
+    out = {}
+    for label, names in groups.items():
+        rows = list(zip(flags["clean"], *(flags[a] for a in names))) if "clean" in flags else []
+        if rows:
+            out[label] = {**interval_entry(sum(all(r) for r in rows), len(rows)), "attacks": names}
+    return out
+
+
 # ------------------------------------------------------------------ claims
 @dataclass
 class ClaimResult:

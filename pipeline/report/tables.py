@@ -12,7 +12,7 @@ from typing import Any
 from . import paper
 from .aggregate import LABELS, ordered_columns
 from .collect import RunResults, sanity_sweeps
-from .evidence import interval_cells
+from .evidence import interval_cells, threat_worst_cases
 
 MISSING = "-"
 SYMBOL = {"pass": "pass", "warn": "**warn**", "fail": "**FAIL**", "skip": "skip"}
@@ -59,6 +59,20 @@ def robustness_intervals(results: list[RunResults]) -> list[str]:
     cols = ordered_columns({k for r in results for k in r.accuracy})
     rows = [[r.run] + interval_cells(r.record, cols) for r in results if r.record]
     return table(["Run"] + [LABELS.get(c, c) for c in cols], rows) if rows else []
+
+
+def threat_worst_case_table(results: list[RunResults], flags: dict[str, dict[str, list[bool]]]) -> list[str]:
+    """Worst case per threat model: accuracy (%) [95% Clopper-Pearson] and n, one column per ball; empty when
+    every attack of the suite shares one ball (the worst-case column is then this)."""
+    found = {r.run: threat_worst_cases(r.record, flags[r.run]) for r in results if r.record and flags.get(r.run)}
+    labels = sorted({k for v in found.values() for k in v})
+    if len(labels) < 2:
+        return []
+    rows = [[run] + [f"{e['accuracy']:.2f} [{e['clopper_pearson'][0]:.1f}, {e['clopper_pearson'][1]:.1f}], n = {e['n']}"
+                     if (e := by.get(k)) else MISSING for k in labels] for run, by in found.items()]
+    attacks = {k: next(v[k]["attacks"] for v in found.values() if k in v) for k in labels}
+    return table(["Run"] + labels, rows) + ["", "Attacks per ball: " + "; ".join(
+        f"{k}: {', '.join(LABELS.get(a, a) for a in attacks[k])}" for k in labels) + "."]
 
 
 def paper_rows(results: list[RunResults]) -> list[tuple[RunResults, paper.Row]]:
