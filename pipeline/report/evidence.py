@@ -87,7 +87,12 @@ def measure_flags(flags: dict[str, list[bool]], measure: str) -> list[bool] | No
     attacks = white_box_attacks(sorted(flags))
     if not attacks or "clean" not in flags:
         return None
-    # Each attack saw the first n of the same images (its own n): zip stops at the images all of them saw.
+    return robust_to_all(flags, attacks)
+
+
+def robust_to_all(flags: dict[str, list[bool]], attacks: Sequence[str]) -> list[bool]:
+    """Per image: correct and robust to every one of `attacks`, on the images all of them saw (each attack saw
+    the first n of the same images, its own n: zip stops at the shortest)."""
     return [all(row) for row in zip(flags["clean"], *(flags[a] for a in attacks))]
 
 
@@ -106,9 +111,9 @@ def threat_worst_cases(record: dict[str, Any], flags: dict[str, list[bool]]) -> 
             groups.setdefault(threat_of(entry), []).append(name)
     out = {}
     for label, names in groups.items():
-        rows = list(zip(flags["clean"], *(flags[a] for a in names))) if "clean" in flags else []
-        if rows:
-            out[label] = {**interval_entry(sum(all(r) for r in rows), len(rows)), "attacks": names}
+        robust = robust_to_all(flags, names) if "clean" in flags else []
+        if robust:
+            out[label] = {**interval_entry(sum(robust), len(robust)), "attacks": names}
     return out
 
 
