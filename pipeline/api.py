@@ -14,12 +14,16 @@ from typing import Iterator
 
 from .config import load_params
 from .core import paths
+from .core.device import use_threads
 from .core.errors import UserError
 from .params import Params
 
 
 def _params(params: Params | None) -> Params:
-    return params if params is not None else load_params()
+    """`params` (or params.yaml's), with torch's CPU threads set to its `threads`."""
+    p = params if params is not None else load_params()
+    use_threads(p.threads)
+    return p
 
 
 @contextlib.contextmanager

@@ -72,6 +72,7 @@ def load_params(path: Path | None = None) -> Params:
         seed=c.seed,
         seeds=tuple(c.seeds),
         device=c.device,
+        threads=c.threads,
         datasets=tuple(c.datasets),
         methods=tuple(c.methods),
         data=c.data,

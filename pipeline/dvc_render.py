@@ -6,14 +6,17 @@ exactly the params keys its method and add-on read (`Method.param_keys`), so
 `dvc exp run -S lambda_j=...` re-runs OTJR's trainings and nothing else. Datasets,
 evaluated runs (`methods`) and further seeds (`seeds`) stay DVC templates over
 params.yaml (`foreach` / `matrix`), so `-S 'datasets=[...]'` and `-S 'seeds=[1,2]'`
-work without re-rendering. Each stage's code dependencies are what its command imports,
-followed through the import graph of this checkout at render time (see `code_deps`), so
-that moving a module needs a re-render, never a hand edit.
+work without re-rendering. Each stage's code dependencies are what its command imports, followed through the import
+graph when the pipeline runs (see `code_deps`): the first stage, `code`, hashes each command's
+files into `metrics/code/<command>.md5`, and a stage depends on its command's file, so a code
+change re-runs exactly the stages whose imports it touches. One dependency per stage instead of
+its ~40 files keeps dvc.lock small; DVC re-reads and rewrites the whole lock after every stage.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +24,19 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from .core.errors import UserError
+from .core.io import write_text
 from .methods import ADDONS, METHODS, parse_run
 from .params import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")  # code the stages run that lives in this repository
 
+#: The stage commands whose code the `code` stage hashes (each one's file is a dep of its stages).
+COMMANDS = ("download", "preprocess", "train", "attack", "sanity", "analyze", "report", "aggregate")
+CODE_DIR = "metrics/code"
+
 #: What the shared trainer reads for every run (pipeline/train); a method's own keys come from its registration.
-TRAIN_BASE = ("seed", "model", "train", "adversary", "speed")
+TRAIN_BASE = ("seed", "threads", "model", "train", "adversary", "speed")
 
 HEADER = """\
 # Rendered by `otjr dvc render` (pipeline/dvc_render.py) from the registries: do not edit by hand.
@@ -42,7 +50,8 @@ HEADER = """\
 # Seeds: `seed` is every run's first seed (stages `train-<run>@<dataset>`, files models/<dataset>/...);
 # each of the further `seeds` adds its own stages (`...-seeds@<dataset>-<seed>`, files under
 # <dataset>.seed<seed>/) that no existing stage depends on, so adding a seed re-runs nothing done.
-# Code dependencies: the pipeline and stages modules each command imports, transitively.
+# Code dependencies: stage `code` hashes the pipeline and stages modules each command imports,
+# transitively, into metrics/code/<command>.md5, the one code dependency of that command's stages.
 """
 
 
@@ -162,6 +171,34 @@ def code_deps(command: str, root: Path = REPO) -> list[str]:
     return collapse(files, root)
 
 
+def code_file(command: str) -> str:
+    """The file listing the hashes of `command`'s code: its stages' one code dependency."""
+    return f"{CODE_DIR}/{command}.md5"
+
+
+def fingerprint(command: str, root: Path = REPO) -> str:
+    """`md5sum`-style lines for every file `command`'s code deps cover (a folder: each file in it)."""
+    lines = []
+    for dep in code_deps(command, root):
+        path = root / dep
+        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
+            if path.is_dir() else [path]
+        lines += [f"{hashlib.md5(f.read_bytes()).hexdigest()}  {f.relative_to(root).as_posix()}" for f in files]
+    return "\n".join(lines) + "\n"
+
+
+def write_fingerprints(root: Path = REPO) -> list[Path]:
+    """The `code` stage: each command's fingerprint, rewritten only where it changed; the files written."""
+    written = []
+    for command in COMMANDS:
+        path, text = root / code_file(command), fingerprint(command, root)
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, text)
+            written.append(path)
+    return written
+
+
 # ------------------------------------------------------------------ the runs
 def registered_runs() -> list[str]:
     """Every run the registries define: each method, then each method-addon pair the method accepts."""
@@ -257,14 +294,14 @@ def _per_run(command: str, s: Seeding, code: list[str], params: list[str], extra
 
 def _attack(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
-    return _per_run("attack", s, code, ["seed", "attack"],
+    return _per_run("attack", s, code, ["seed", "threads", "attack"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}"],
                     [f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors"])
 
 
 def _sanity(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
-    return _per_run("sanity", s, code, ["seed", "attack", "sanity"],
+    return _per_run("sanity", s, code, ["seed", "threads", "attack", "sanity"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}",
                      f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors",
                      f"metrics/attacks/{f}/${{sanity.undefended}}.json"],  # rule 10: the undefended run's PGD-20
@@ -282,9 +319,12 @@ PLOTS = [  # (file, template, x, y, title) of `dvc plots show`, written by the r
 
 def stages(root: Path = REPO, methods: list[str] | None = None) -> dict:
     """Every stage of dvc.yaml, in order."""
-    code = {c: code_deps(c, root) for c in ("download", "preprocess", "train", "attack", "sanity", "analyze",
-                                             "report", "aggregate")}
+    code = {c: [code_file(c)] for c in COMMANDS}
     out: dict = {
+        "code": {  # first: what each command imports, hashed; a stage re-runs when its command's hashes change
+            "cmd": "python -m pipeline stage code",
+            "deps": list(PACKAGES),
+            "outs": [{code_file(c): {"cache": False}} for c in COMMANDS]},
         "download": {"foreach": "${datasets}", "do": {
             "cmd": "python -m pipeline stage download --dataset ${item}",
             "deps": code["download"], "params": ["data.sources"], "outs": ["data/raw/${item}"]}},
@@ -305,7 +345,7 @@ def stages(root: Path = REPO, methods: list[str] | None = None) -> dict:
     out["analyze"] = {"foreach": "${datasets}", "do": {  # the first seed's models, one process per dataset
         "cmd": "python -m pipeline stage analyze --dataset ${item}",
         "deps": ["models/${item}", "data/prepared/${item}", *code["analyze"]],
-        "params": ["seed", "methods", "analysis"], "outs": ["metrics/analysis/${item}.json"]}}
+        "params": ["seed", "threads", "methods", "analysis"], "outs": ["metrics/analysis/${item}.json"]}}
     out["report"] = {
         "cmd": "python -m pipeline stage report",
         "deps": ["metrics/attacks", "metrics/sanity", "metrics/analysis", "metrics/train", *code["report"]],

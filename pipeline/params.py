@@ -187,6 +187,7 @@ class CoreBlock(Strict):
     seeds: list[NonNegativeInt] = Field(
         default_factory=list, description="further seeds: each trains and evaluates every run once more")
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
+    threads: NonNegativeInt = 1  # torch's CPU threads per stage process (0: torch's default); results depend on it
     datasets: list[str] = Field(min_length=1)
     methods: list[str] = Field(min_length=1, description="the runs evaluated and aggregated: a method or method-addon")
     data: DataParams
@@ -225,6 +226,7 @@ class AttackParams:
 class Params:
     seed: int
     device: str
+    threads: int  # torch's CPU threads per stage process; 0 leaves torch's default (one per core)
     datasets: tuple[str, ...]
     methods: tuple[str, ...]  # the runs evaluated and aggregated (method or method-addon); see `runs`
     data: DataParams

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from . import aggregate, attack, download, preprocess, preset, sanity, train
+from . import aggregate, attack, code, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
 from . import bench, evaluate, export, render
 
@@ -19,6 +19,7 @@ stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_a
 app.add_typer(stage, name="stage")
 
 for module, fn in [
+    (code, code.code),
     (download, download.download),
     (preprocess, preprocess.preprocess),
     (train, train.train),

@@ -34,7 +34,8 @@ from pathlib import Path
 
 IDLE_S = 30.0
 PRELOAD = ("torch", "torch.nn.functional", "numpy", "safetensors.torch", "pydantic", "ruamel.yaml", "typer",
-           "rich.progress", "dvclive")
+           "rich.progress", "dvclive", "dvc.repo",  # dvclive's Live() imports dvc.repo
+           "torchattacks", "torch.fx.experimental.symbolic_shapes", "sympy")  # the attacks; FAB's backward(gradient=)
 VARYING = ("DVC_STAGE",)  # set by DVC per stage: not part of the server's identity
 
 

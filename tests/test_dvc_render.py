@@ -90,6 +90,47 @@ def test_code_deps_are_what_each_command_imports():
     assert not any(d.startswith("pipeline/external") for c in deps for d in deps[c])  # only `otjr evaluate` uses it
 
 
+def _fake_checkout(tmp_path: Path) -> Path:
+    for name in ("pipeline", "stages"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def test_fingerprint_lists_every_file_of_the_code_deps_with_its_md5(tmp_path):
+    root = _fake_checkout(tmp_path)
+    lines = dvc_render.fingerprint("train", root).splitlines()
+    listed = dict(reversed(line.split("  ", 1)) for line in lines)
+    expected = set()
+    for dep in dvc_render.code_deps("train", root):
+        p = root / dep
+        expected |= ({f.relative_to(root).as_posix() for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts}
+                     if p.is_dir() else {dep})
+    assert set(listed) == expected and len(lines) == len(expected)
+    out = subprocess.run(["md5sum", *sorted(listed)], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in out.splitlines()} == listed
+
+
+def test_fingerprints_change_exactly_for_the_commands_that_import_a_changed_file(tmp_path):
+    root = _fake_checkout(tmp_path)
+    assert len(dvc_render.write_fingerprints(root)) == len(dvc_render.COMMANDS)
+    assert dvc_render.write_fingerprints(root) == []  # unchanged code: no file rewritten
+    with open(root / "pipeline" / "sanity" / "rules.py", "a") as f:
+        f.write("# edited\n")
+    changed = {p.stem for p in dvc_render.write_fingerprints(root)}
+    assert "sanity" in changed and not changed & {"download", "preprocess", "train", "attack"}
+    with open(root / "pipeline" / "core" / "pgd.py", "a") as f:
+        f.write("# edited\n")
+    assert {"train", "attack", "analyze"} <= {p.stem for p in dvc_render.write_fingerprints(root)}
+
+
+def test_every_stage_but_code_depends_on_its_commands_fingerprint_only():
+    for name, stage in dvc_render.stages().items():
+        body = stage.get("do", stage)
+        code = [d for d in body["deps"] if d.startswith(("pipeline", "stages", dvc_render.CODE_DIR))]
+        command = body["cmd"].split()[4]
+        assert code == (list(dvc_render.PACKAGES) if name == "code" else [dvc_render.code_file(command)]), name
+
+
 def test_closure_follows_relative_and_function_level_imports(tmp_path):
     pkg = tmp_path / "pipeline"
     (pkg / "sub").mkdir(parents=True)
@@ -161,9 +202,10 @@ def fake_pipeline(tmp_path_factory) -> Path:
     shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
     (root / "fake.py").write_text(FAKE)
     stages = dvc_render.stages()
-    for stage in stages.values():
+    for name, stage in stages.items():
         body = stage.get("do", stage)
-        body["cmd"] = "python fake.py " + " ".join(_outs(body))
+        if name != "code":  # the real one: it hashes the copied code
+            body["cmd"] = "python fake.py " + " ".join(_outs(body))
     with open(root / "dvc.yaml", "w") as f:
         yaml.dump({"stages": stages}, f)
     _run("git", "init", "-q", cwd=root)
@@ -232,3 +274,21 @@ def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pi
     ran = _repro_with(root, "sanity.noise_samples", 3)
     assert not any(s.startswith(("train-", "attack")) for s in ran)
     assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
+
+
+@pytest.mark.slow
+def test_a_code_change_reruns_only_the_stages_that_import_it(fake_pipeline):
+    root = fake_pipeline
+    rules = root / "pipeline" / "sanity" / "rules.py"
+    original = rules.read_text()
+    rules.write_text(original + "# edited\n")
+    try:
+        ran = _ran(root, "repro")
+    finally:
+        rules.write_text(original)
+        _run("git", "checkout", "dvc.lock", dvc_render.CODE_DIR, cwd=root)
+        _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
+    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    assert not any(s.startswith(("train-", "attack", "download", "preprocess")) for s in ran)
+    assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
+    assert "code" in ran

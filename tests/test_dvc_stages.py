@@ -9,8 +9,9 @@ from ruamel.yaml import YAML
 from conftest import REPO
 from pipeline.methods import ADDONS, METHODS, parse_run
 from pipeline.config import load_params
+from pipeline.dvc_render import fingerprint
 
-BASE = ["seed", "model", "train", "adversary", "speed"]  # what the shared trainer reads for every run
+BASE = ["seed", "threads", "model", "train", "adversary", "speed"]  # what the shared trainer reads for every run
 
 
 def stages() -> dict:
@@ -44,8 +45,10 @@ def test_train_stage_lists_exactly_the_params_its_run_reads(run):
     assert sorted(do["params"]) == sorted(expected_params(run))
     assert do["cmd"] == f"python -m pipeline stage train --dataset ${{item}} --method {run}"
     assert do["outs"] == [f"models/${{item}}/{run}.safetensors"]
+    assert do["deps"] == ["data/prepared/${item}", "metrics/code/train.md5"]  # the code: through its fingerprint
+    hashed = {line.split("  ", 1)[1].rsplit("/", 1)[0] for line in fingerprint("train").splitlines()}
     assert {"pipeline/methods", "pipeline/losses", "pipeline/train", "pipeline/models", "pipeline/core",
-            "pipeline/data", "pipeline/params.py", "data/prepared/${item}"} <= set(do["deps"])
+            "pipeline/data"} <= hashed and "pipeline/params.py" in fingerprint("train")
     # the same run's further seeds: the same keys but `seed` (the seed comes with the command)
     further = stages()[f"train-{run}-seeds"]
     assert further["matrix"] == {"dataset": "${datasets}", "seed": "${seeds}"}

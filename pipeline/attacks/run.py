@@ -130,7 +130,7 @@ def _attack_subject(subject: Subject, params: Params, show_progress: bool | None
         "seed": params.seed,
         "device": str(device),
         "evaluation": {"precision": evaluation_label(params.attack.precision, device, attacks),
-                       "batch_size": params.attack.batch_size,
+                       "batch_size": params.attack.batch_size, "threads": torch.get_num_threads(),
                        "note": "data cut to the first n test images (an attack's own n where it sets one); "
                                "every attack at its configured budget"},
         "versions": library_versions(),

@@ -62,6 +62,7 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict, proces
         "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"],
                  "augment": augmentation(DATASETS.get(dataset, key="dataset"), params.train)},
         "speed": params.speed.model_dump(),
+        "threads": params.threads,
         "processes": processes,
     }
 
