@@ -16,6 +16,7 @@ its ~40 files keeps dvc.lock small; DVC re-reads and rewrites the whole lock aft
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -96,6 +97,13 @@ def imported_modules(path: Path, module: str, entry: str | None = None) -> set[s
     `from x import name` counts `x.name` as well where that is a module. With `entry`, only the
     module level and the functions `entry` reaches (see BY_FUNCTION).
     """
+    stat = path.stat()
+    return set(_imports(path, (stat.st_mtime_ns, stat.st_size), module, entry))
+
+
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path, version: tuple[int, int], module: str, entry: str | None) -> frozenset[str]:
+    """`imported_modules`, computed once per version of the file (the `code` stage walks 8 closures)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if _is_package(path) else module.rpartition(".")[0]
     found: set[str] = set()
@@ -112,7 +120,7 @@ def imported_modules(path: Path, module: str, entry: str | None = None) -> set[s
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
-    return {m for m in found if m.split(".")[0] in PACKAGES}
+    return frozenset(m for m in found if m.split(".")[0] in PACKAGES)
 
 
 def closure(entry: str, root: Path = REPO, function: str | None = None) -> set[Path]:
