@@ -114,7 +114,7 @@ def _load_attack(block: Any, path: Path, registry) -> AttackParams:
         if name not in settings:
             raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
     return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings,
-                        precision=core.precision, own_n=own_n)
+                        precision=core.precision, own_n=own_n, workers=core.workers)
 
 
 def _own_n(value: Any, name: str, n: int, path: Path) -> int:

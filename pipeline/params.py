@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -199,6 +199,17 @@ class CoreBlock(Strict):
     speed: SpeedParams = Field(default_factory=SpeedParams)
 
 
+def _workers(value: Any) -> Any:
+    """`auto` or a whole number of processes, at least 1."""
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise ValueError("expected auto or a whole number of worker processes, at least 1")
+
+
+#: Worker processes: `auto` (the CPUs this process may use) or a whole number, at least 1.
+Workers = Annotated[Literal["auto"] | int, BeforeValidator(_workers)]
+
+
 class AttackBlock(Strict):
     """The `attack` block's own keys; each attack's settings are validated by the attack."""
 
@@ -206,6 +217,8 @@ class AttackBlock(Strict):
     batch_size: PositiveInt
     suite: list[str] = Field(min_length=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 (the paper's protocol) or bf16 autocast")
+    workers: Workers = Field("auto", description="processes the attacks are spread over on a CPU with one torch "
+                             "thread; auto: the CPUs this process may use (not a science setting)")
 
 
 @dataclass(frozen=True)
@@ -216,6 +229,7 @@ class AttackParams:
     settings: dict[str, BaseModel]  # attack name -> its validated hyper-parameters
     precision: str = "fp32"  # model forwards of the evaluation: fp32 or bf16 autocast (pipeline/attacks/evaluate.py)
     own_n: dict[str, int] = field(default_factory=dict)  # attack name -> its own first n (attack.<name>.n)
+    workers: int | str = "auto"  # processes the suite is spread over on a CPU with one torch thread (results unchanged)
 
     def n_of(self, name: str) -> int:
         """How many of the first test images attack `name` sees."""

@@ -47,6 +47,11 @@ def test_fraction_budgets_and_dvc_style_floats(project):
         ({"lr_typo": 0.1}, "unknown key 'lr_typo'"),
         ({"train.lr_schedule.milestones": [75, 90]}, "milestones"),
         ({"train.batch_size": True}, "'train.batch_size'"),
+        ({"attack.workers": 0}, "'attack.workers': expected auto or a whole number of worker processes"),
+        ({"attack.workers": -1}, "'attack.workers'"),
+        ({"attack.workers": "many"}, "'attack.workers'"),
+        ({"attack.workers": 2.0}, "'attack.workers'"),
+        ({"attack.workers": True}, "'attack.workers'"),
     ],
 )
 def test_bad_values_name_the_key(project, overrides, fragment):
@@ -56,6 +61,12 @@ def test_bad_values_name_the_key(project, overrides, fragment):
     message = str(err.value)
     assert fragment in message
     assert "\n" not in message and message.startswith(str(project / "params.yaml"))
+
+
+def test_attack_workers_default_auto_or_a_count(project):
+    assert load_params().attack.workers == "auto"
+    write_params(project, {"attack.workers": 3})
+    assert load_params().attack.workers == 3
 
 
 @pytest.mark.parametrize("key", ["lambda_sw", "train", "attack", "seed", "adversary"])

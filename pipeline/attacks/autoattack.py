@@ -58,6 +58,7 @@ class AutoAttack(Attack):
     min_classes = 4  # the targeted DLR loss reads the 4th-largest logit
     access = "ensemble"
     iterative = True
+    cost = 200.0  # see Attack.cost
     #: FAB-T with the same settings is one of its stages (deterministic), so it fools a superset.
     at_least_as_strong_as = ("pgd100", "fab_t")
 

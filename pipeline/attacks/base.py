@@ -39,6 +39,10 @@ class Attack(ABC):
     #: differences below bf16's resolution (FAB's and DeepFool's linearisation, Square's
     #: accept/reject of a query), which measurably weakened it (docs/benchmarks.md).
     fp32_only: ClassVar[bool] = False
+    #: Rough work per test image, PGD-20 = 1 (one-core seconds on a Fashion-MNIST PGD-AT model,
+    #: docs/results/fashion-mnist-tiers.md); it only orders the attacks handed to worker processes
+    #: (`attack.workers`: the dearest first), never a result.
+    cost: float = 1.0
 
     def __init__(self, params: Strict, num_classes: int, seed: int = 0):
         if num_classes < self.min_classes:

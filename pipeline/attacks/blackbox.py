@@ -57,6 +57,7 @@ class Square(Attack):
     Params = SquareParams
     implementation = "torchattacks.Square"
     access = "black-box"
+    cost = 15.0  # see Attack.cost
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
@@ -122,6 +123,7 @@ class SimBA(Attack):
     Params = SimBAParams
     implementation = "pipeline.attacks.blackbox"
     access = "black-box"
+    cost = 25.0  # see Attack.cost
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         if self.params.freq_dims > min(shape[-2:]):

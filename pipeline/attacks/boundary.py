@@ -162,6 +162,7 @@ class FAB(Attack):
     fp32_only = True  # see Attack.fp32_only
     Params = FABParams
     implementation = "torchattacks.FAB"
+    cost = 40.0  # see Attack.cost
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
@@ -181,6 +182,7 @@ class FABTargeted(Attack):
     fp32_only = True  # see Attack.fp32_only
     Params = FABTParams
     implementation = "torchattacks.FAB"
+    cost = 80.0  # see Attack.cost
 
     @property
     def n_targets(self) -> int:
@@ -241,6 +243,7 @@ class DeepFool(Attack):
     fp32_only = True  # see Attack.fp32_only
     Params = DeepFoolParams
     implementation = "pipeline.attacks.boundary"
+    cost = 8.0  # see Attack.cost
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

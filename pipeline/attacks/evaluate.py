@@ -5,7 +5,9 @@ model in eval mode and its parameters frozen; every adversarial batch is checked
 budget, NaN) as it is produced; per-example robust flags are kept so the worst case over
 attacks is exact. Each attack runs in its own forked, freshly seeded RNG, so its result
 depends neither on the attacks before it nor on the caller's random stream, and the
-image-passes it spends through the model are counted.
+image-passes it spends through the model are counted. On a CPU with one torch thread the
+attacks may run in forked worker processes (`workers`, pipeline/attacks/parallel.py), with
+results identical to running them here one after the other.
 
 `precision="bf16"` (params `attack.precision`, opt-in; the paper's protocol is fp32) runs
 the model's forward passes under bf16 autocast with fp32 logits, so every attack's own
@@ -16,6 +18,7 @@ measures the verdicts that change against fp32).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -27,6 +30,7 @@ from ..core.passes import frozen, predict
 from ..train.speed import Speed, forward_of
 from .base import Attack
 from .counting import CountingModel, Passes, isolated_rng
+from .parallel import run_jobs
 
 NORM_SLACK = 1e-6
 
@@ -41,6 +45,7 @@ class AttackOutcome:
     validity: dict[str, float]
     seconds: float
     passes: Passes = field(default_factory=Passes)
+    results: dict[str, Any] = field(default_factory=dict)  # the attack's `results()` once it ran (in any process)
 
 
 @dataclass
@@ -113,6 +118,14 @@ def run_attack(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tenso
     return AttackOutcome(robust, validity, time.perf_counter() - tic, _passes(model) - before)
 
 
+def _attack_job(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
+                batch_size: int, seed: int) -> AttackOutcome:
+    """`run_attack` with the attack's `results()` carried in the outcome: a worker's attack object stays there."""
+    outcome = run_attack(model, attack, x, y, clean, batch_size, seed)
+    outcome.results = attack.results()
+    return outcome
+
+
 def _passes(model: nn.Module) -> Passes:
     p = getattr(model, "passes", None)
     return Passes(p.forward, p.backward) if p is not None else Passes()
@@ -129,7 +142,8 @@ def in_precision(model: nn.Module, precision: str, device: torch.device) -> nn.M
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
-             seed: int = 0, on_attack=None, precision: str = "fp32", n_of: Mapping[str, int] | None = None) -> Evaluation:
+             seed: int = 0, on_attack=None, precision: str = "fp32", n_of: Mapping[str, int] | None = None,
+             workers: int | str = 1) -> Evaluation:
     """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode).
 
     `n_of` gives an attack its own number of test images (the first n of `x`; at most len(x)),
@@ -138,18 +152,23 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[A
     Under bf16 the clean predictions stay fp32 (the clean row is the paper protocol's), the
     attacks run on the bf16 forward and their verdicts are its predictions; `fp32_only`
     attacks run on the fp32 model as without the option.
+
+    `workers` (an int or "auto", params `attack.workers`) spreads the attacks over forked
+    processes on a CPU with one torch thread; the outcomes are the same and keep the suite's
+    order, and `on_attack(name)` is called here as each attack finishes.
     """
     counted = model if isinstance(model, CountingModel) else CountingModel(model)
     fast = CountingModel(in_precision(counted.model, precision, x.device)) if precision != "fp32" else counted
     with frozen(counted):
         result = Evaluation(clean=predict(counted, x, batch_size) == y)
         result.clean_passes = _passes(counted)
+        jobs, cost = {}, {}
         for attack in attacks:
-            on = counted if attack.fp32_only else fast
             n = (n_of or {}).get(attack.name, len(x))
-            result.outcomes[attack.name] = run_attack(on, attack, x[:n], y[:n], result.clean[:n], batch_size, seed)
-            if on_attack:
-                on_attack(attack.name)
+            jobs[attack.name] = functools.partial(_attack_job, counted if attack.fp32_only else fast, attack, x[:n],
+                                                  y[:n], result.clean[:n], batch_size, seed)
+            cost[attack.name] = attack.cost * n
+        result.outcomes = run_jobs(jobs, cost, workers, x.device, on_attack)
     return result
 
 
@@ -166,7 +185,7 @@ def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:
     for attack in attacks:
         o = evaluation.outcomes[attack.name]
         out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), "n": len(o.robust),
-                            **attack.describe(), **attack.results(), "validity": o.validity,
+                            **attack.describe(), **o.results, "validity": o.validity,
                             "passes": o.passes.as_dict(len(o.robust)), "seconds": round(o.seconds, 3)}
     worst = evaluation.worst_case()
     total = sum((o.passes for o in evaluation.outcomes.values()), evaluation.clean_passes)

@@ -52,6 +52,7 @@ class FGSM(Attack):
     name = "fgsm"
     Params = FGSMParams
     implementation = "torchattacks.FGSM"
+    cost = 0.1  # see Attack.cost
 
     def perturb(self, model, x, y) -> torch.Tensor:
         import torchattacks  # torchattacks takes seconds to import: only the attacks built on it load it
@@ -65,6 +66,11 @@ class PGD(Attack):
     Params = PGDParams
     implementation = "pipeline.attacks.iterative"
     iterative = True
+
+    @property
+    def cost(self) -> float:
+        """PGD-20 is the unit; PGD-100 costs five."""
+        return self.params.steps / 20
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params

@@ -119,7 +119,8 @@ def _attack_subject(subject: Subject, params: Params, show_progress: bool | None
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
         evaluation = evaluate(model.float(), x.float(), y, attacks, params.attack.batch_size, params.seed,
                               on_attack=lambda name: bar.advance(task), precision=params.attack.precision,
-                              n_of={a.name: params.attack.n_of(a.name) for a in attacks})
+                              n_of={a.name: params.attack.n_of(a.name) for a in attacks},
+                              workers=params.attack.workers)
     record = {
         "dataset": dataset,
         "run": run,
