@@ -74,7 +74,7 @@ def test_summary_over_two_seeds(project):
     values = [pct(first["otjr"], "autoattack"), pct(second["otjr"], "autoattack")]
     assert entry["seed_values"] == pytest.approx(values) and entry["seeds"] == [0, 1]
     ref = sps.t.interval(0.95, 1, loc=sum(values) / 2, scale=sps.sem(values))
-    assert entry["seed_interval"] == pytest.approx(list(ref), rel=1e-9)
+    assert entry["seed_interval"] == pytest.approx([max(ref[0], 0.0), min(ref[1], 100.0)], rel=1e-9)  # clamped
     assert entry["seed_std"] == pytest.approx(float(sps.tstd(values)))
     assert [e["n_correct"] for e in entry["per_seed"]] == [int(first["otjr"]["autoattack"].sum()),
                                                            int(second["otjr"]["autoattack"].sum())]
@@ -100,3 +100,18 @@ def test_train_with_a_further_seed_writes_its_own_files(digits):
 
     _, info = read_checkpoint(digits / "models" / "digits.seed1" / "xe.safetensors")
     assert info["settings"]["seed"] == 1
+
+
+def test_seed_intervals_are_student_t_clamped_to_0_100():
+    from pipeline.report.aggregate import seed_intervals
+
+    def record(seed, k_pgd, k_clean):
+        return {"seed": seed, "n": 48, "pgd20": {"n_correct": k_pgd}, "clean": {"n_correct": k_clean}}
+
+    out = seed_intervals([record(0, 0, 48), record(1, 1, 47), record(2, 0, 48)])
+    for key, ks in (("pgd20", [0, 1, 0]), ("clean", [48, 47, 48])):
+        values = [100.0 * k / 48 for k in ks]
+        lo, hi = sps.t.interval(0.95, 2, loc=sum(values) / 3, scale=sps.sem(values))
+        assert lo < 0 or hi > 100  # the raw interval leaves [0, 100] here
+        assert out[key]["seed_interval"] == pytest.approx([max(lo, 0.0), min(hi, 100.0)], rel=1e-9)
+    assert out["pgd20"]["seed_interval"][0] == 0.0 and out["clean"]["seed_interval"][1] == 100.0

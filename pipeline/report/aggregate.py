@@ -64,7 +64,10 @@ def seed_interval_cells(records: list[dict], cols: list[str]) -> list[str]:
 
 
 def seed_intervals(records: list[dict]) -> dict[str, dict[str, Any]]:
-    """attack -> per-seed values, mean, spread and Student-t interval over the seeds, with each seed's own entry."""
+    """attack -> per-seed values, mean, spread and Student-t interval over the seeds, with each seed's own entry.
+
+    The interval is clamped to [0, 100]: an accuracy's mean lies there, so clamping never drops it
+    (the coverage stays the t-interval's), while a bound such as -0.2% for a run at 0% says nothing."""
     per_seed = [evidence.record_intervals(r) for r in records]
     out = {}
     for k in per_seed[0]:
@@ -72,6 +75,7 @@ def seed_intervals(records: list[dict]) -> dict[str, dict[str, Any]]:
             continue
         values = [e[k]["accuracy"] for e in per_seed]
         lo, hi = stats.t_interval(values)
+        lo, hi = max(lo, 0.0), min(hi, 100.0)
         out[k] = {"accuracy": fmean(values), "n": per_seed[0][k]["n"], "seeds": [r["seed"] for r in records],
                   "seed_values": values, "seed_std": stdev(values), "seed_interval": [lo, hi],
                   "per_seed": [e[k] for e in per_seed]}
