@@ -6,10 +6,10 @@ exactly the params keys its method and add-on read (`Method.param_keys`), so
 `dvc exp run -S lambda_j=...` re-runs OTJR's trainings and nothing else. Datasets,
 evaluated runs (`methods`) and further seeds (`seeds`) stay DVC templates over
 params.yaml (`foreach` / `matrix`), so `-S 'datasets=[...]'` and `-S 'seeds=[1,2]'`
-work without re-rendering. Each stage's code dependencies are what its command imports, followed through the import
-graph when the pipeline runs (see `code_deps`): the first stage, `code`, hashes each command's
-files into `metrics/code/<command>.md5`, and a stage depends on its command's file, so a code
-change re-runs exactly the stages whose imports it touches. One dependency per stage instead of
+work without re-rendering. Each stage's code dependencies are what its command imports,
+followed through the import graph when the pipeline runs (see `code_deps`): the first stage,
+`code`, hashes each command's files into `metrics/code/<command>.md5`, and a stage depends on
+its command's file, so a code change re-runs exactly the stages whose imports it touches. One dependency per stage instead of
 its ~40 files keeps dvc.lock small; DVC re-reads and rewrites the whole lock after every stage.
 """
 

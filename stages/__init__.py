@@ -3,7 +3,8 @@
 Each stage is one thin Typer command in its own module: it parses identity arguments
 (dataset, run, seed) and calls `pipeline.api`; so do `otjr evaluate` and `otjr export`.
 `otjr preset`, `otjr bench` and `otjr dvc render` call their own modules (`pipeline.presets`,
-`pipeline.benchmark`, `pipeline.dvc_render`).
+`pipeline.benchmark`, `pipeline.dvc_render`), and so does `otjr stage code`, dvc.yaml's first stage,
+which hashes each stage command's code (`pipeline.dvc_render.write_fingerprints`).
 """
 
 from __future__ import annotations
