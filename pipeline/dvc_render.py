@@ -185,7 +185,11 @@ def code_file(command: str) -> str:
 
 
 def fingerprint(command: str, root: Path = REPO) -> str:
-    """`md5sum`-style lines for every file `command`'s code deps cover (a folder: each file in it)."""
+    """`md5sum`-style lines for every file `command`'s code deps cover (a folder: each file in it).
+
+    From `code_deps`, not the closure's files: a folder whose every module is imported counts
+    with its other files too (pipeline/data's ImageNet100 class list).
+    """
     lines = []
     for dep in code_deps(command, root):
         path = root / dep
