@@ -313,7 +313,8 @@ def _attack(s: Seeding, code: list[str]) -> dict:
 
 def _sanity(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
-    return _per_run("sanity", s, code, ["seed", "threads", "attack", "sanity"],
+    # no `attack` params: the checks take the attack stage's settings from its record, a dependency
+    return _per_run("sanity", s, code, ["seed", "threads", "sanity"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}",
                      f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors",
                      f"metrics/attacks/{f}/${{sanity.undefended}}.json"],  # rule 10: the undefended run's PGD-20

@@ -38,7 +38,8 @@ def _dvc(*args: str, cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A copy of this checkout's tracked files in a fresh git repo, with tiny params, reproduced once."""
+    """A copy of this checkout's tracked files in a fresh git repo, with tiny params and every registered run
+    (rendered into its dvc.yaml), reproduced once."""
     root = tmp_path_factory.mktemp("repo")
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
@@ -46,7 +47,10 @@ def repo(tmp_path_factory) -> Path:
         if src.is_file() and not name.startswith(("data/", "models/", "metrics/")):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / name)
-    write_params(root, {**TINY, "train.epochs": 1})
+    from pipeline.dvc_render import registered_runs
+
+    write_params(root, {**TINY, "train.epochs": 1, "methods": registered_runs()})  # the add-on runs too
+    _run(sys.executable, "-m", "pipeline", "dvc", "render", cwd=root)
     _run("git", "init", "-q", cwd=root)
     _run("git", "add", "-A", cwd=root)
     _run("git", "commit", "-qm", "copy", cwd=root)

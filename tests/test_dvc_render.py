@@ -199,9 +199,10 @@ def fake_pipeline(tmp_path_factory) -> Path:
     for name in ("pipeline", "stages"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "params.yaml", root / "params.yaml")
+    _set(root, "methods", dvc_render.registered_runs())  # every run, the add-on ones too (the default has none)
     shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
     (root / "fake.py").write_text(FAKE)
-    stages = dvc_render.stages()
+    stages = dvc_render.stages(methods=dvc_render.registered_runs())
     for name, stage in stages.items():
         body = stage.get("do", stage)
         if name != "code":  # the real one: it hashes the copied code
@@ -237,9 +238,8 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
     assert ran - new == {"report", "aggregate"}  # they read every seed
-    runs = dvc_render.runs()
     methods = yaml.load((root / "params.yaml").read_text())["methods"]
-    assert new == ({f"train-{r}-seeds@digits-{s}" for r in runs for s in (1, 2)}
+    assert new == ({f"train-{r}-seeds@digits-{s}" for r in methods for s in (1, 2)}
                    | {f"{k}-seeds@digits-{m}-{s}" for k in ("attack", "sanity") for m in methods for s in (1, 2)})
     assert again == {"aggregate"}
 
@@ -274,6 +274,11 @@ def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pi
     ran = _repro_with(root, "sanity.noise_samples", 3)
     assert not any(s.startswith(("train-", "attack")) for s in ran)
     assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
+    # sanity has no `attack` params (it reads the attack stage's settings from the record): the record re-runs it
+    ran = _repro_with(root, "attack.n", 40)
+    assert not any(s.startswith("train-") for s in ran)
+    assert {s for s in ran if s.startswith(("attack", "sanity"))} == {f"{k}@digits-{m}" for k in ("attack", "sanity")
+                                                                      for m in methods}
 
 
 @pytest.mark.slow
