@@ -39,6 +39,9 @@ CODE_DIR = "metrics/code"
 #: What the shared trainer reads for every run (pipeline/train); a method's own keys come from its registration.
 TRAIN_BASE = ("seed", "threads", "model", "train", "adversary", "speed")
 
+#: The `attack` keys the sanity checks read from params.yaml (pipeline/sanity/sweeps.py).
+SANITY_ATTACK_KEYS = ("attack.batch_size", "attack.pgd20")
+
 HEADER = """\
 # Rendered by `otjr dvc render` (pipeline/dvc_render.py) from the registries: do not edit by hand.
 # Re-render after adding a method, an add-on or a stage, or moving code; `otjr dvc render --check`
@@ -313,8 +316,9 @@ def _attack(s: Seeding, code: list[str]) -> dict:
 
 def _sanity(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
-    # no `attack` params: the checks take the attack stage's settings from its record, a dependency
-    return _per_run("sanity", s, code, ["seed", "threads", "sanity"],
+    # of `attack` only what the checks read themselves (the sweeps reuse PGD-20's budget); the rest comes
+    # through the attack record, a dependency, and listing the whole block would double dvc.lock
+    return _per_run("sanity", s, code, ["seed", "threads", *SANITY_ATTACK_KEYS, "sanity"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}",
                      f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors",
                      f"metrics/attacks/{f}/${{sanity.undefended}}.json"],  # rule 10: the undefended run's PGD-20

@@ -91,3 +91,22 @@ def test_readme_documents_every_method_and_addon():
     section = readme[readme.index("## Methods"):]
     for name in METHODS.names() + ADDONS.names():
         assert f"| `{name}` |" in section, f"README's Methods section lacks {name}"
+
+
+def test_sanity_stages_list_the_attack_keys_the_checks_read():
+    """The checks read `attack.batch_size` and `attack.pgd20` from params.yaml, the rest through the attack record
+    (a dependency): the stage lists those two keys, not the whole block (which would double dvc.lock)."""
+    import re
+
+    from pipeline.dvc_render import SANITY_ATTACK_KEYS
+
+    source = "\n".join(p.read_text() for p in sorted((REPO / "pipeline" / "sanity").glob("*.py")))
+    read = set(re.findall(r"params\.attack\.(\w+)", source))
+    blocks = set(re.findall(r"params\.attack\.settings(?:\.get\(|\[)\"(\w+)\"", source))
+    assert read == {"batch_size", "settings"} and blocks == {"pgd20"}
+    assert "params.attack" not in source.replace("params.attack.batch_size", "").replace(
+        'params.attack.settings.get("pgd20")', "")
+    assert SANITY_ATTACK_KEYS == ("attack.batch_size", "attack.pgd20")
+    for name in ("sanity", "sanity-seeds"):
+        keys = stages()[name]["params"]
+        assert [k for k in keys if k.startswith("attack")] == list(SANITY_ATTACK_KEYS), name

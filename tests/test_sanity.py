@@ -43,7 +43,7 @@ def checks_for(model, params, xe_record) -> dict[int, object]:
     record, flags = attack_record(model, params)
     d = digits()
     ctx = Context(model=model, x=d.x_test[:N_SANITY], y=d.y_test[:N_SANITY], record=record, params=params,
-                  batch_size=params.attack.batch_size, num_classes=10, flags=flags, undefended_record=xe_record)
+                  num_classes=10, flags=flags, undefended_record=xe_record)
     return {c.id: c for c in run_rules(ctx)}
 
 
@@ -73,7 +73,7 @@ def test_rule_10_fails_when_the_undefended_model_survives(params, xe_record):
     survivor = {**xe_record, "pgd20": {**xe_record["pgd20"], "accuracy": 40.0}}
     d = digits()
     ctx = Context(model=trained("xe"), x=d.x_test[:8], y=d.y_test[:8], record=xe_record, params=params,
-                  batch_size=params.attack.batch_size, num_classes=10, undefended_record=survivor)
+                  num_classes=10, undefended_record=survivor)
     from pipeline.sanity.rules import undefended_falls
 
     assert undefended_falls(ctx).verdict == "fail"
@@ -123,26 +123,3 @@ def test_stages_write_records_and_strict_fails_a_masked_model(digits):
     assert verdict == "fail"
     with pytest.raises(UserError, match="a sanity rule failed"):
         api.sanity("digits", "pgd_at", strict=True)
-
-
-def test_the_checks_take_the_attack_stages_pgd20_and_batch_size_from_its_record(params, xe_record):
-    """Not params.yaml's: the record is what the checked attacks ran with (and the stage's dependency)."""
-    from pipeline.sanity.run import record_batch_size
-    from pipeline.sanity.sweeps import pgd_settings
-
-    d = digits()
-    own = {**xe_record, "pgd20": {**xe_record["pgd20"], "params": {**xe_record["pgd20"]["params"], "eps": 0.125,
-                                                                    "step": 0.03}}}
-    ctx = Context(model=trained("xe"), x=d.x_test[:8], y=d.y_test[:8], record=own, params=params, batch_size=3,
-                  num_classes=10)
-    assert params.attack.settings["pgd20"].eps != 0.125
-    assert pgd_settings(ctx) == (0.125, 0.03)
-    assert ctx.clean.shape == (8,)
-    for broken in ({k: v for k, v in xe_record.items() if k != "pgd20"},
-                   {**xe_record, "pgd20": {**xe_record["pgd20"], "norm": "l2"}}):
-        with pytest.raises(UserError, match="'pgd20' .* in attack.suite"):
-            pgd_settings(Context(model=trained("xe"), x=d.x_test[:8], y=d.y_test[:8], record=broken, params=params,
-                                 batch_size=3, num_classes=10))
-    assert record_batch_size({"evaluation": {"batch_size": 500}}, "digits", "xe") == 500
-    with pytest.raises(UserError, match=r"xe\.json: no 'evaluation.batch_size'"):
-        record_batch_size({}, "digits", "xe")

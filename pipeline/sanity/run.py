@@ -8,7 +8,6 @@ from typing import Any
 from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
 from ..core.device import resolve_device
-from ..core.errors import UserError
 from ..core.io import check_writable, load_tensors, read_json, write_json
 from ..core.lock import run_lock
 from ..core.versions import library_versions
@@ -26,14 +25,6 @@ def undefended_record(dataset: str, params: Params) -> dict[str, Any] | None:
     """Rule 10's evidence: the attack record of the undefended run, if it has been attacked."""
     path = paths.attack_result(dataset, params.sanity.undefended)
     return read_json(path, what="attack result") if path.is_file() else None
-
-
-def record_batch_size(record: dict[str, Any], dataset: str, run: str) -> int:
-    """The batch size the attack stage evaluated with, which the sanity checks keep."""
-    size = record.get("evaluation", {}).get("batch_size")
-    if not isinstance(size, int) or size < 1:
-        raise UserError(f"{paths.attack_result(dataset, run)}: no 'evaluation.batch_size'; re-run the attack stage")
-    return size
 
 
 def sanity_run(dataset: str, run: str, params: Params) -> tuple[Path, str]:
@@ -62,8 +53,7 @@ def _sanity_subject(subject: Subject, params: Params) -> tuple[Path, str]:
     device = resolve_device(params.device)
     model.to(device).float()
     x, y, subset = test_subset(dataset, params.sanity.n, device)
-    ctx = Context(model=model, x=x, y=y, record=record, params=params, batch_size=record_batch_size(record, dataset, run),
-                  num_classes=subject.meta["num_classes"],
+    ctx = Context(model=model, x=x, y=y, record=record, params=params, num_classes=subject.meta["num_classes"],
                   flags={k: v.to(device) for k, v in flags.items()},
                   undefended_record=undefended_record(dataset, params))
     pgd_settings(ctx)  # a missing attack.pgd20 block is an error before any work

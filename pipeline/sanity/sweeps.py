@@ -30,8 +30,7 @@ class Context:
     x: torch.Tensor
     y: torch.Tensor
     record: dict[str, Any]  # the attack stage's JSON for this model
-    params: Params  # the sanity block and the seed; the attacks' own settings come from `record`
-    batch_size: int  # the attack stage's (its record's `evaluation.batch_size`)
+    params: Params
     num_classes: int
     flags: dict[str, torch.Tensor] = field(default_factory=dict)  # the attack stage's per-example robust flags
     undefended_record: dict[str, Any] | None = None  # rule 10: the undefended run's attack record
@@ -40,7 +39,7 @@ class Context:
     @cached_property
     def clean(self) -> torch.Tensor:
         with frozen(self.model):
-            return predict(self.model, self.x, self.batch_size) == self.y
+            return predict(self.model, self.x, self.params.attack.batch_size) == self.y
 
     @cached_property
     def eps_sweep(self) -> dict[str, Any]:
@@ -52,13 +51,11 @@ class Context:
 
 
 def pgd_settings(ctx: Context) -> tuple[float, float]:
-    """(eps, step) of the PGD-20 the attack stage ran (from its record), which the sweeps and the noise check reuse."""
-    entry = ctx.record.get("pgd20") or {}
-    settings = entry.get("params") or {}
-    if entry.get("norm") != "linf" or not {"eps", "step"} <= settings.keys():
-        raise UserError("the sanity checks need the attack stage's L-inf PGD-20 in its record: "
-                        "keep 'pgd20' (norm linf) in attack.suite and re-run the attack stage")
-    return float(settings["eps"]), float(settings["step"])
+    """(eps, step) of the attack stage's PGD-20, which the sweeps and the noise check reuse."""
+    settings = ctx.params.attack.settings.get("pgd20")
+    if settings is None or settings.norm != "linf":
+        raise UserError("params.yaml: the sanity checks need an L-inf 'attack.pgd20' block (its eps and step)")
+    return float(settings.eps), float(settings.step)
 
 
 def pgd_robust(ctx: Context, eps: float, step: float, steps: int, seed: int) -> torch.Tensor:
@@ -69,7 +66,7 @@ def pgd_robust(ctx: Context, eps: float, step: float, steps: int, seed: int) -> 
     robust = ctx.clean.clone()
     if eps == 0:
         return robust
-    bs = ctx.batch_size
+    bs = ctx.params.attack.batch_size
     idx = robust.nonzero().flatten()
     with frozen(ctx.model), isolated_rng(ctx.x.device, seed):
         for i in range(0, len(idx), bs):
@@ -102,7 +99,7 @@ def noise_robust(ctx: Context) -> torch.Tensor:
     """Per-example flags: correct under every one of `noise_samples` uniform draws in the L-inf eps-ball."""
     eps, _ = pgd_settings(ctx)
     robust = ctx.clean.clone()
-    bs = ctx.batch_size
+    bs = ctx.params.attack.batch_size
     with frozen(ctx.model), isolated_rng(ctx.x.device, ctx.params.seed):
         for _ in range(ctx.params.sanity.noise_samples):
             noisy = (ctx.x + torch.empty_like(ctx.x).uniform_(-eps, eps)).clamp(0, 1)
@@ -113,7 +110,7 @@ def noise_robust(ctx: Context) -> torch.Tensor:
 def input_gradients(ctx: Context) -> dict[str, torch.Tensor]:
     """L1 norms of the input gradients of CE and of the logit margin at the clean-correct points."""
     idx = ctx.clean.nonzero().flatten()
-    bs = ctx.batch_size
+    bs = ctx.params.attack.batch_size
     norms: dict[str, list[torch.Tensor]] = {"ce": [], "margin": []}
     with frozen(ctx.model):
         for i in range(0, len(idx), bs):
@@ -129,6 +126,6 @@ def input_gradients(ctx: Context) -> dict[str, torch.Tensor]:
 
 def repeated_logits(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits of the sanity subset, computed twice in eval mode."""
-    bs = ctx.batch_size
+    bs = ctx.params.attack.batch_size
     with frozen(ctx.model):
         return batched_logits(ctx.model, ctx.x, bs), batched_logits(ctx.model, ctx.x, bs)
