@@ -274,7 +274,7 @@ def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pi
     ran = _repro_with(root, "sanity.noise_samples", 3)
     assert not any(s.startswith(("train-", "attack")) for s in ran)
     assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
-    # sanity has no `attack` params (it reads the attack stage's settings from the record): the record re-runs it
+    # sanity lists only attack.batch_size and attack.pgd20: any other attack key re-runs it through the record
     ran = _repro_with(root, "attack.n", 40)
     assert not any(s.startswith("train-") for s in ran)
     assert {s for s in ran if s.startswith(("attack", "sanity"))} == {f"{k}@digits-{m}" for k in ("attack", "sanity")

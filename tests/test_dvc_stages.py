@@ -3,13 +3,16 @@ so changing one method's settings re-runs only that method's training."""
 
 from __future__ import annotations
 
+import functools
+import re
+
 import pytest
 from ruamel.yaml import YAML
 
 from conftest import REPO
 from pipeline.methods import ADDONS, METHODS, parse_run
 from pipeline.config import load_params
-from pipeline.dvc_render import fingerprint, registered_runs
+from pipeline.dvc_render import SANITY_ATTACK_KEYS, fingerprint, registered_runs
 
 BASE = ["seed", "threads", "model", "train", "adversary", "speed"]  # what the shared trainer reads for every run
 
@@ -26,6 +29,7 @@ def expected_params(run_name: str) -> list[str]:
     return keys
 
 
+@functools.cache
 def every_run_stages() -> dict:
     """dvc.yaml as rendered with every registered run in `methods` (the default leaves the add-on runs out)."""
     from pipeline.dvc_render import stages as rendered
@@ -96,10 +100,6 @@ def test_readme_documents_every_method_and_addon():
 def test_sanity_stages_list_the_attack_keys_the_checks_read():
     """The checks read `attack.batch_size` and `attack.pgd20` from params.yaml, the rest through the attack record
     (a dependency): the stage lists those two keys, not the whole block (which would double dvc.lock)."""
-    import re
-
-    from pipeline.dvc_render import SANITY_ATTACK_KEYS
-
     source = "\n".join(p.read_text() for p in sorted((REPO / "pipeline" / "sanity").glob("*.py")))
     read = set(re.findall(r"params\.attack\.(\w+)", source))
     blocks = set(re.findall(r"params\.attack\.settings(?:\.get\(|\[)\"(\w+)\"", source))
