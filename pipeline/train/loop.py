@@ -39,7 +39,6 @@ from . import distributed, results
 from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
 from .schedule import lr_at
-from .sgd import SGD
 from .speed import prepare
 from .speed import resolve as resolve_speed
 from .state import fingerprint, load_state, save_state
@@ -143,7 +142,8 @@ def _trainee(run: Run, params: Params, meta: dict, ranks: distributed.Ranks, dev
     jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
     method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
     t = params.train
-    optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
+    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                                nesterov=t.nesterov)
     addon = None
     for name in run.addons:  # parse_run allows at most one
         setup = AddOnSetup(model, optimizer, lambda: initial_model(mspec, params.model).to(device),
