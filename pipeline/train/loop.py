@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dvclive import Live
 
 from ..core import paths
 from ..core.device import resolve_device
@@ -184,8 +185,6 @@ def _epochs(dataset: str, run: Run, params: Params, trainee: Trainee, batches, h
             history: list[dict], ranks: distributed.Ranks, device: torch.device, show_progress: bool | None) -> float:
     """Train epochs `start` .. end, appending to `history`, logging and saving the resume state after each;
     returns the training seconds of the whole run (resumed epochs included)."""
-    from dvclive import Live  # only the training stage needs dvclive: keeps `import pipeline.train.loop` light
-
     t, step, epochs = params.train, trainee.step, trainee.epochs
     state_path = paths.resume_state(dataset, run.name)
     live = None
