@@ -49,17 +49,3 @@ def test_training_does_not_import_torchvision(digits):
     proc = subprocess.run([sys.executable, "-c", code], cwd=digits, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
-
-
-def test_repro_stages_counts_each_stage_to_the_next_ones_start():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import repro_stages
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    lines = [(0.5, "Running stage 'code':\n"), (1.0, "code: 0 of 8 fingerprints changed\n"),
-             (2.0, "Running stage 'train-otjr-awp@digits':\n"), (9.5, "Updating lock file 'dvc.lock'\n"),
-             (10.0, "Running stage 'attack@digits-otjr':\n")]
-    seconds = repro_stages.stage_seconds(lines, end=14.0)
-    assert seconds == {"code": 1.5, "train-otjr-awp@digits": 8.0, "attack@digits-otjr": 4.0}
-    assert [repro_stages.kind(s) for s in seconds] == ["code", "train", "attack"]
