@@ -14,6 +14,7 @@ import typer
 from . import aggregate, attack, code, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
 from . import bench, evaluate, export, render
+from ._cli import run
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -55,20 +56,5 @@ def list_registered() -> None:
 
 
 def main() -> None:
-    """The command line; under DVC a stage runs in a warm process that already imported torch (`_warm`)."""
-    import sys
-
-    from . import _warm
-
-    if _warm.enabled(sys.argv):
-        code = _warm.run(sys.argv)
-        if code is not None:
-            sys.exit(code)
-    main_here()
-
-
-def main_here() -> None:
-    """The command line, in this process."""
-    from ._cli import run
-
+    """The command line."""
     run(app)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import typer
+
+from pipeline.core.errors import UserError
 
 DATASET = typer.Option(..., "--dataset", "-d", help="dataset name (see `otjr list`), e.g. digits")
 METHOD = typer.Option(..., "--method", "--run", "-m",
@@ -16,24 +19,19 @@ SEED = typer.Option(None, "--seed", min=0, help="the run's seed: `seed` in param
 
 def _one_line(err: Exception) -> int:
     """Print `err` as one line on stderr; return the exit code (2 for bad input)."""
-    from pipeline.core.errors import UserError
-
     text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
     print(f"error: {text}", file=sys.stderr)
     return err.exit_code if isinstance(err, UserError) else 1
 
 
 def _handled():
-    from pipeline.attacks.evaluate import InvalidAdversarial
-    from pipeline.core.errors import UserError
+    from pipeline.attacks.evaluate import InvalidAdversarial  # imports torch: `otjr dvc render` does not
 
     return UserError, InvalidAdversarial
 
 
 def shown(path) -> str:
     """`path` relative to the working directory where it lies below it (as the user typed paths)."""
-    from pathlib import Path
-
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:

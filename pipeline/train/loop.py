@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dvclive import Live
 
 from ..core import paths
 from ..core.device import resolve_device
@@ -39,7 +40,6 @@ from . import distributed, results
 from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
 from .schedule import lr_at
-from .sgd import SGD
 from .speed import prepare
 from .speed import resolve as resolve_speed
 from .state import fingerprint, load_state, save_state
@@ -143,7 +143,8 @@ def _trainee(run: Run, params: Params, meta: dict, ranks: distributed.Ranks, dev
     jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
     method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
     t = params.train
-    optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
+    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                                nesterov=t.nesterov)
     addon = None
     for name in run.addons:  # parse_run allows at most one
         setup = AddOnSetup(model, optimizer, lambda: initial_model(mspec, params.model).to(device),
@@ -184,8 +185,6 @@ def _epochs(dataset: str, run: Run, params: Params, trainee: Trainee, batches, h
             history: list[dict], ranks: distributed.Ranks, device: torch.device, show_progress: bool | None) -> float:
     """Train epochs `start` .. end, appending to `history`, logging and saving the resume state after each;
     returns the training seconds of the whole run (resumed epochs included)."""
-    from dvclive import Live  # only the training stage needs dvclive: keeps `import pipeline.train.loop` light
-
     t, step, epochs = params.train, trainee.step, trainee.epochs
     state_path = paths.resume_state(dataset, run.name)
     live = None
