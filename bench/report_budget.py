@@ -11,7 +11,6 @@ start-up per stage process under DVC).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -49,7 +48,7 @@ def main() -> None:
         shutil.copytree(paths.train_log_dir(ds, src), paths.train_log_dir(ds, new))
         runs.append(new)
         i += 1
-    params = dataclasses.replace(params, methods=tuple(runs))
+    params = params.model_copy(update={"methods": tuple(runs)})
     tic = time.perf_counter()
     analyze_dataset(ds, params, show_progress=False)
     mid = time.perf_counter()

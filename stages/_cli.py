@@ -24,8 +24,7 @@ def _one_line(err: Exception) -> int:
 
 
 def _handled():
-    from pipeline.attacks.evaluate import InvalidAdversarial
-    from pipeline.core.errors import UserError
+    from pipeline.core.errors import InvalidAdversarial, UserError
 
     return UserError, InvalidAdversarial
 
