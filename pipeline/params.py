@@ -1,18 +1,17 @@
-"""params.yaml, validated once into typed objects.
+"""params.yaml, validated once into one tree of typed (pydantic) models: `Params`.
 
 Every science setting lives in params.yaml and has no hidden default here, so a run is
 fully described by that file. Method- and attack-specific settings are validated by the
-registered method or attack that owns them. Read with a YAML 1.2 loader so that values
-DVC writes (`-S lambda_j=1e-05`) stay numbers.
+registered method or attack that owns them (pipeline/config.py). Read with a YAML 1.2
+loader so that values DVC writes (`-S lambda_j=1e-05`) stay numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SerializeAsAny, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -180,16 +179,23 @@ class SpeedParams(Strict):
     sync_batchnorm: bool = Field(default=False, description="batch-norm statistics over all GPUs (multi-GPU CUDA runs)")
 
 
+def _tuple(value: Any) -> Any:
+    """A YAML list as a tuple (params are immutable); anything else is left for the type check."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 class CoreBlock(Strict):
     """params.yaml's top-level keys other than `attack` and the method / add-on blocks."""
 
     seed: NonNegativeInt
-    seeds: list[NonNegativeInt] = Field(
-        default_factory=list, description="further seeds: each trains and evaluates every run once more")
+    seeds: Annotated[tuple[NonNegativeInt, ...], BeforeValidator(_tuple)] = Field(
+        default=(), description="further seeds: each trains and evaluates every run once more")
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
     threads: NonNegativeInt = 1  # torch's CPU threads per stage process (0: torch's default); results depend on it
-    datasets: list[str] = Field(min_length=1)
-    methods: list[str] = Field(min_length=1, description="the runs evaluated and aggregated: a method or method-addon")
+    datasets: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
+    #: the runs evaluated and aggregated (method or method-addon); see `Params.runs`
+    methods: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(
+        min_length=1, description="the runs evaluated and aggregated: a method or method-addon")
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -213,48 +219,35 @@ Workers = Annotated[Literal["auto"] | int, BeforeValidator(_workers)]
 class AttackBlock(Strict):
     """The `attack` block's own keys; each attack's settings are validated by the attack."""
 
-    n: PositiveInt
+    n: PositiveInt  # first n test images: the clean row, and every attack that sets no n of its own
     batch_size: PositiveInt
-    suite: list[str] = Field(min_length=1)
+    suite: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 (the paper's protocol) or bf16 autocast")
     workers: Workers = Field("auto", description="processes the attacks are spread over on a CPU with one torch "
                              "thread; auto: the CPUs this process may use (not a science setting)")
 
 
-@dataclass(frozen=True)
-class AttackParams:
-    n: int  # first n test images: the clean row, and every attack that sets no n of its own
-    batch_size: int
-    suite: tuple[str, ...]
-    settings: dict[str, BaseModel]  # attack name -> its validated hyper-parameters
-    precision: str = "fp32"  # model forwards of the evaluation: fp32 or bf16 autocast (pipeline/attacks/evaluate.py)
-    own_n: dict[str, int] = field(default_factory=dict)  # attack name -> its own first n (attack.<name>.n)
-    workers: int | str = "auto"  # processes the suite is spread over on a CPU with one torch thread (results unchanged)
+class AttackParams(AttackBlock):
+    """The validated `attack` block: its own keys and each attack's settings (pipeline/config.py)."""
+
+    settings: dict[str, SerializeAsAny[BaseModel]] = {}  # attack name -> its validated hyper-parameters
+    own_n: dict[str, int] = {}  # attack name -> its own first n (attack.<name>.n)
 
     def n_of(self, name: str) -> int:
         """How many of the first test images attack `name` sees."""
         return self.own_n.get(name, self.n)
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int
-    device: str
-    threads: int  # torch's CPU threads per stage process; 0 leaves torch's default (one per core)
-    datasets: tuple[str, ...]
-    methods: tuple[str, ...]  # the runs evaluated and aggregated (method or method-addon); see `runs`
-    data: DataParams
-    model: ModelParams
-    train: TrainParams
-    adversary: AdversaryParams
-    attack: AttackParams
-    sanity: SanityParams
-    analysis: AnalysisParams
-    speed: SpeedParams = field(default_factory=SpeedParams)
-    method_params: dict[str, BaseModel] = field(default_factory=dict)
-    addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-    seeds: tuple[int, ...] = ()  # further seeds, after `seed`
+class Params(CoreBlock):
+    """params.yaml validated: its top-level keys, the attack block and the method and add-on blocks a stage reads.
+
+    pipeline/config.py builds it; a stage that does not read a block leaves it out (`attack` None, a method
+    or add-on absent from `method_params` / `addon_params`) and imports none of its registry.
+    """
+
+    attack: AttackParams | None = None
+    method_params: dict[str, SerializeAsAny[BaseModel]] = {}  # method name -> its validated settings
+    addon_params: dict[str, SerializeAsAny[BaseModel]] = {}  # add-on name -> its validated block
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -286,6 +279,24 @@ class Params:
             return self.addon_params[name]
         raise UserError(f"params.yaml: missing key '{ADDONS.get(name, key='method').param_keys()[0]}' "
                         f"(settings of add-on '{name}')")
+
+
+def as_written(block: BaseModel) -> dict[str, Any]:
+    """A validated block's settings as params.yaml states them: the keys set, whole numbers as integers.
+
+    What a checkpoint records of a method's and an add-on's settings (and the resume state fingerprints):
+    `beta: 6` stays 6 where the model holds 6.0, so `-S trades.beta=6.0` trains and records alike.
+    """
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(block.model_dump(exclude_unset=True))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _one_line(err: Exception) -> int:
 
 
 def _handled():
-    from pipeline.attacks.evaluate import InvalidAdversarial  # imports torch: `otjr dvc render` does not
+    from pipeline.core.errors import InvalidAdversarial
 
     return UserError, InvalidAdversarial
 

@@ -56,10 +56,15 @@ def test_train_stage_lists_exactly_the_params_its_run_reads(run):
     assert sorted(do["params"]) == sorted(expected_params(run))
     assert do["cmd"] == f"python -m pipeline stage train --dataset ${{item}} --method {run}"
     assert do["outs"] == [f"models/${{item}}/{run}.safetensors"]
-    assert do["deps"] == ["data/prepared/${item}", "metrics/code/train.md5"]  # the code: through its fingerprint
-    hashed = {line.split("  ", 1)[1].rsplit("/", 1)[0] for line in fingerprint("train").splitlines()}
-    assert {"pipeline/methods", "pipeline/losses", "pipeline/train", "pipeline/models", "pipeline/core",
-            "pipeline/data"} <= hashed and "pipeline/params.py" in fingerprint("train")
+    # the code: through its run's fingerprint, the trainer's and its own method's and add-on's modules
+    assert do["deps"] == ["data/prepared/${item}", f"metrics/code/train-{run}.md5"]
+    files = {line.split("  ", 1)[1] for line in fingerprint(f"train-{run}").splitlines()}
+    assert {"pipeline/losses", "pipeline/train", "pipeline/models", "pipeline/core",
+            "pipeline/data"} <= {f.rsplit("/", 1)[0] for f in files} and "pipeline/params.py" in files
+    own = {f"pipeline/methods/{part}.py" for part in run.split("-")}
+    assert own <= files and not {f for f in files if f.startswith("pipeline/attacks")}
+    assert {f for f in files if f.startswith("pipeline/methods/")} - own <= {
+        f"pipeline/methods/{m}.py" for m in ("__init__", "base", "addons", "runs", "jacobian", "sat", "rand_jr")}
     # the same run's further seeds: the same keys but `seed` (the seed comes with the command)
     further = every_run_stages()[f"train-{run}-seeds"]
     assert further["matrix"] == {"dataset": "${datasets}", "seed": "${seeds}"}

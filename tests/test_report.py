@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import re
 
 import pytest
@@ -30,7 +29,7 @@ def report(tmp_path_factory):
         mp.setenv("OTJR_ROOT", str(root))
         write_params(root, TINY)
         build_fake_world()
-        params = dataclasses.replace(load_params(), datasets=("cifar10", "digits"), methods=RUNS)
+        params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "methods": RUNS})
         yield build_report(params).read_text()
 
 
@@ -144,9 +143,9 @@ def test_dvc_plots_data(report):
 
 def test_report_builds_again_without_stale_figures(project):
     build_fake_world()
-    params = dataclasses.replace(load_params(), datasets=("cifar10", "digits"), methods=RUNS)
+    params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "methods": RUNS})
     build_report(params)
-    build_report(dataclasses.replace(params, datasets=("digits",)))
+    build_report(params.model_copy(update={"datasets": ("digits",)}))
     assert {p.name for p in (paths.report_dir() / "figures").glob("*.png")} == {
         "digits_clean_vs_robust.png", "digits_sanity_sweeps.png"}
 

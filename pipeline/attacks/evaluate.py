@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..core.errors import InvalidAdversarial
 from ..core.passes import frozen, predict
 from ..train.speed import Speed, forward_of
 from .base import Attack
@@ -33,10 +34,6 @@ from .counting import CountingModel, Passes, isolated_rng
 from .parallel import run_jobs
 
 NORM_SLACK = 1e-6
-
-
-class InvalidAdversarial(RuntimeError):
-    """An attack produced an example outside [0, 1], outside its budget, or with NaN."""
 
 
 @dataclass

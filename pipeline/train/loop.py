@@ -35,7 +35,7 @@ from ..methods import ADDONS, METHODS, AddOnSetup, Method, Run, Setup
 from ..methods.jacobian import jacobian_mode
 from ..models import save_checkpoint
 from ..models.init import initial_model, training_spec
-from ..params import Params
+from ..params import Params, as_written
 from . import distributed, results
 from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
@@ -48,8 +48,8 @@ from .step import Step
 
 def training_settings(dataset: str, run: Run, params: Params, meta: dict, processes: int = 1) -> dict[str, Any]:
     """Everything that determines the trained weights; recorded in the checkpoint and fingerprinted."""
-    method_keys = METHODS.get(run.method).param_keys()
-    addon_keys = [k for name in run.addons for k in ADDONS.get(name).param_keys()]
+    method = METHODS.get(run.method)
+    settings = as_written(params.for_method(run.method))
     return {
         "dataset": dataset,
         "run": run.name,
@@ -57,8 +57,8 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict, proces
         "model": params.model.model_dump(),
         "train": params.train.model_dump(),
         "adversary": params.adversary.model_dump(),
-        "method": {k: params.raw[k] for k in method_keys},
-        "addons": {k: params.raw[k] for k in addon_keys},
+        "method": {method.param_block: settings} if method.param_block else settings,
+        "addons": {name: as_written(params.for_addon(name)) for name in run.addons},
         "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"],
                  "augment": augmentation(DATASETS.get(dataset, key="dataset"), params.train)},
         "speed": params.speed.model_dump(),
