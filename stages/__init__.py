@@ -13,7 +13,7 @@ import typer
 
 from . import aggregate, attack, code, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export, render
+from . import bench, evaluate, export, render, repro
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
 stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
@@ -35,6 +35,7 @@ for module, fn in [
 
 
 app.command("preset")(preset.preset)
+app.command("repro")(repro.repro)
 app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
