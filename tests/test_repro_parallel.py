@@ -236,6 +236,9 @@ def test_gpu_detection_stub_and_pool_never_lends_a_gpu_twice(monkeypatch):
     assert devices.detect() == ["3", "1"]
     monkeypatch.setenv("OTJR_GPUS", "")
     assert devices.detect() == []
+    monkeypatch.delenv("OTJR_GPUS")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert devices.detect() == ["2", "5"]
     with pytest.raises(UserError):
         devices.parse("0,1,0")
     pool = devices.Pool(["0", "1", "2"])
@@ -243,3 +246,137 @@ def test_gpu_detection_stub_and_pool_never_lends_a_gpu_twice(monkeypatch):
     assert pool.take(1) is None and set(a) | set(b) == {"0", "1", "2"} and not set(a) & set(b)
     pool.give(a)
     assert sorted(pool.take(2)) == sorted(a)
+
+
+# The real pipeline, tiny: two independent trainings and an attack, from scratch
+TARGETS = ("attack@digits-xe", "train-otjr@digits")
+WALL = {"seconds", "train_seconds"}  # wall times in records: they differ between any two runs
+
+
+def _tiny(root: Path) -> Path:
+    """A copy of this checkout's tracked files (no results) in a fresh git repo, with tiny params."""
+    from conftest import TINY, write_params
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith(("data/", "models/", "metrics/")) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    write_params(root, {**TINY, "train.epochs": 1})
+    _ok("git", "init", "-q", cwd=root)
+    _ok("git", "add", "-A", cwd=root)
+    _ok("git", "commit", "-qm", "copy", cwd=root)
+    return root
+
+
+def _content(path: Path):
+    """A result's content but its wall times (JSON, and the JSON in a checkpoint's metadata)."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in WALL}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    if path.suffix == ".json":
+        return strip(json.loads(path.read_text()))
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = {k: strip(json.loads(v)) if v.startswith("{") else v for k, v in (f.metadata() or {}).items()}
+            return meta, {k: f.get_tensor(k).numpy().tobytes() for k in f.keys()}
+    return path.read_bytes()
+
+
+def _same_results(a: Path, b: Path) -> None:
+    """The same dvc.lock entries (stages, commands, params, every dependency and output with its hash) and the
+    same files, byte for byte; a file that holds wall times may differ in them alone (and so its hash)."""
+    la, lb = _lock(a)["stages"], _lock(b)["stages"]
+    assert set(la) == set(lb)
+    timed = set()
+    for d in ("data", "models", "metrics"):
+        for p in sorted((a / d).rglob("*")):
+            if p.is_file() and p.name != ".gitignore":  # DVC appends to .gitignore in the order stages end
+                q = b / p.relative_to(a)
+                if p.read_bytes() != q.read_bytes():
+                    assert _content(p) == _content(q), p
+                    timed.add(str(p.relative_to(a)))
+
+    def hashes(lock: dict) -> dict:
+        return {(s, kind, e["path"]): (e.get("md5") if e["path"] not in timed else None)
+                for s, entry in lock.items() for kind in ("deps", "outs") for e in entry.get(kind, [])}
+
+    assert hashes(la) == hashes(lb)
+    assert {s: (e["cmd"], e.get("params")) for s, e in la.items()} == {s: (e["cmd"], e.get("params"))
+                                                                       for s, e in lb.items()}
+
+
+def _tiny_clean(root: Path) -> None:
+    status = _ok(sys.executable, "-m", "dvc", "status", "--json", *TARGETS, cwd=root)
+    assert json.loads(status.strip().splitlines()[-1]) == {}
+    assert "Running stage" not in _ok(sys.executable, "-m", "dvc", "repro", *TARGETS, cwd=root)
+
+
+@pytest.fixture(scope="module")
+def tiny_sequential(tmp_path_factory) -> Path:
+    root = _tiny(tmp_path_factory.mktemp("tiny") / "seq")
+    _ok(sys.executable, "-m", "dvc", "repro", *TARGETS, cwd=root)
+    return root
+
+
+@pytest.mark.slow
+def test_the_tiny_pipeline_in_parallel_gives_the_sequential_results(tiny_sequential, tmp_path):
+    root = _tiny(tmp_path / "par")
+    proc = _otjr("-j", "2", *TARGETS, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((root / ".otjr" / "repro" / "run.json").read_text())
+    assert record["train-xe@digits"]["start"] < record["train-otjr@digits"]["end"]  # side by side
+    assert record["train-otjr@digits"]["start"] < record["train-xe@digits"]["end"]
+    assert record["attack@digits-xe"]["start"] >= record["train-xe@digits"]["end"]
+    _same_results(tiny_sequential, root)
+    _tiny_clean(root)
+
+
+@pytest.mark.slow
+def test_a_dask_local_cluster_of_processes_runs_the_tiny_pipeline_to_the_same_results(tiny_sequential, tmp_path,
+                                                                                      monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    root = _tiny(tmp_path / "dask")
+    for k, v in _env().items():  # what the worker processes inherit: stage commands' `python` is this one
+        monkeypatch.setenv(k, v)
+    for k in ("OTJR_ROOT", "PYTHONPATH"):
+        monkeypatch.delenv(k, raising=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        proc = _otjr("--cluster", cluster.scheduler_address, *TARGETS, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    _same_results(tiny_sequential, root)
+    _tiny_clean(root)
+
+
+@pytest.mark.slow
+def test_a_dask_scheduler_and_two_workers_run_the_tiny_pipeline_to_the_same_results(tiny_sequential, tmp_path):
+    pytest.importorskip("distributed")
+    root = _tiny(tmp_path / "dask")
+    info = tmp_path / "scheduler.json"
+    started = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                 "--no-dashboard", "--scheduler-file", str(info)], env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 120
+        while not info.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        for _ in range(2):
+            started.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                             "--no-dashboard"], env=_env(), cwd=tmp_path,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        proc = _otjr("--cluster", address, *TARGETS, cwd=root)
+    finally:
+        for p in started:
+            p.terminate()
+        for p in started:
+            p.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    _same_results(tiny_sequential, root)
+    _tiny_clean(root)

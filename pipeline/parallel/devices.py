@@ -1,22 +1,25 @@
-"""The GPUs this machine lends to stages: `--gpus`, else $OTJR_GPUS (a stub for tests), else what CUDA sees."""
+"""The GPUs this machine lends to stages: `--gpus`, else $OTJR_GPUS (a stub for tests), else those CUDA sees."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 from pipeline.core.errors import UserError
 
 
 def detect() -> list[str]:
-    """GPU ids: $OTJR_GPUS (`0,1`; empty: none), else $CUDA_VISIBLE_DEVICES's or torch's count of them."""
-    stub = os.environ.get("OTJR_GPUS")
-    if stub is not None:
-        return parse(stub)
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    visible = parse(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    return visible[:count] if visible else [str(i) for i in range(count)]
+    """GPU ids: $OTJR_GPUS (`0,1`; empty: none), else $CUDA_VISIBLE_DEVICES, else those `nvidia-smi` lists
+    (without initialising CUDA or importing torch in this process)."""
+    for var in ("OTJR_GPUS", "CUDA_VISIBLE_DEVICES"):
+        if os.environ.get(var) is not None:
+            return parse(os.environ[var])
+    if shutil.which("nvidia-smi") is None:
+        return []
+    listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                            text=True, timeout=60)
+    return listed.stdout.split() if listed.returncode == 0 else []
 
 
 def parse(text: str) -> list[str]:

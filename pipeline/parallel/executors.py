@@ -116,7 +116,11 @@ class Cluster:
             self.client = Client(self.cluster or where, timeout="30s")
         except (OSError, TimeoutError, ValueError) as err:
             raise UserError(f"--cluster {where}: cannot reach the Dask scheduler ({err})") from None
-        self.client.wait_for_workers(1)
+        try:  # a batch system may take long to start a job; a running cluster has its workers
+            self.client.wait_for_workers(1, timeout=None if self.cluster else 120)
+        except TimeoutError:
+            self.client.close()
+            raise UserError(f"--cluster {where}: no Dask worker joined within 120 s") from None
         workers = self.client.scheduler_info()["workers"].values()
         self.gpus = any(w.get("resources", {}).get("GPU") for w in workers)
 
