@@ -13,7 +13,7 @@ import typer
 
 from . import aggregate, attack, code, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export, render
+from . import bench, evaluate, export, render, repro
 from ._cli import run
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
@@ -36,6 +36,7 @@ for module, fn in [
 
 
 app.command("preset")(preset.preset)
+app.command("repro")(repro.repro)
 app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
