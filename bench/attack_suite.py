@@ -52,7 +52,8 @@ def bench_run(dataset: str, run: str, params, n: int) -> dict:
     import torch
 
     from pipeline.attacks import evaluate, summarise
-    from pipeline.attacks.run import build_suite, load_for_dataset, test_subset
+    from pipeline.attacks.run import build_suite
+    from pipeline.models.subject import load_for_dataset, test_subset
 
     model, _, meta = load_for_dataset(dataset, run)
     x, y, subset = test_subset(dataset, n, torch.device("cpu"))

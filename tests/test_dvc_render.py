@@ -349,7 +349,7 @@ def _each(kinds: tuple[str, ...], runs: list[str]) -> set[str]:
 #: A comment added to a file -> the stages whose code it is: what `dvc status` lists once the code stage ran
 #: (`aggregate` aside: it always runs). Add-on runs as rendered for every registered run.
 EDITS = {
-    "pipeline/attacks/apgd.py": lambda runs: _each(("attack", "sanity"), runs) | {"analyze@digits", "report"},
+    "pipeline/attacks/apgd.py": lambda runs: _each(("attack", "sanity"), runs) | {"report"},
     "pipeline/sanity/rules.py": lambda runs: _each(("sanity",), runs),
     "pipeline/methods/trades.py": lambda runs: {f"train-{r}@digits" for r in ("trades", "trades-awp", "trades-lbgat")},
     "pipeline/methods/awp.py": lambda runs: {f"train-{r}@digits" for r in ("trades-awp", "otjr-awp")},
