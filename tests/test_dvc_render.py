@@ -98,6 +98,18 @@ def test_code_deps_are_what_each_command_imports():
     assert not any(d.startswith("pipeline/external") for c in deps for d in deps[c])  # only `otjr evaluate` uses it
 
 
+def test_every_module_that_registers_a_method_or_add_on_is_listed_in_its_registry():
+    """The registries import an entry's module by name: a module they do not list would never register."""
+    from pipeline.methods import ADDONS
+
+    found = {"\n@register\n": set(), "\n@register_addon\n": set()}
+    for path in sorted((REPO / "pipeline" / "methods").glob("*.py")):
+        found = {mark: names | ({path.stem} if mark in path.read_text() else set()) for mark, names in found.items()}
+    for registry, names in zip((METHODS, ADDONS), found.values()):
+        assert set(registry.names()) == names
+        assert all(registry.get(n).__module__ == f"pipeline.methods.{n}" for n in names)
+
+
 def _fake_checkout(tmp_path: Path) -> Path:
     for name in ("pipeline", "stages"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
