@@ -24,7 +24,7 @@ EPS, STEP = 0.2, 0.05
 def trained(tmp_path_factory):
     """XE and PGD-AT small CNNs trained on the same digits data (a few epochs), and 64 test images."""
     from pipeline import api
-    from pipeline.attacks.run import load_for_dataset, test_subset
+    from pipeline.models.subject import load_for_dataset, test_subset
 
     root = tmp_path_factory.mktemp("analysis")
     with pytest.MonkeyPatch.context() as mp:

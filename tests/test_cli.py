@@ -43,10 +43,13 @@ def test_bad_identity_arguments(project, args, fragments):
 
 
 def test_invalid_params_stop_before_any_work(project):
-    write_params(project, {"num_projections": 0})
+    write_params(project, {"train.epochs": 0})  # every stage reads the top-level keys
     proc = run_cli("stage", "download", "--dataset", "digits", cwd=project)
-    assert_one_line_error(proc, "num_projections")
+    assert_one_line_error(proc, "train.epochs")
     assert not paths.raw_dir("digits").exists()
+    write_params(project, {"num_projections": 0})  # OTJR's block: its trainings read it (and no other stage)
+    proc = run_cli("stage", "train", "--dataset", "digits", "--method", "otjr", cwd=project)
+    assert_one_line_error(proc, "num_projections")
 
 
 def _checkpoint_case(project, kind: str):

@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
 from ..core.passes import predict
 from ..core.device import resolve_device
 from ..core.io import check_writable, write_json
 from ..core.progress import progress
 from ..core.versions import library_versions
+from ..models.subject import Subject, pipeline_subject, test_subset
 from ..params import Params
 from .activations import channel_magnitudes
 from .cross_section import decision_grid, grid_coordinates, plane
