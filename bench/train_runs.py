@@ -12,6 +12,7 @@ seconds, and the final per-epoch validation accuracies (clean / training-adversa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -59,7 +60,8 @@ def main() -> None:
         totals[1] += cpu
         _, info = read_checkpoint(args.root / "models" / args.dataset / f"{run}.safetensors")
         final = info["final"]
-        print(f"| {run} | {wall:.1f} | {cpu:.1f} | {info['train_seconds']:.1f} | "
+        seconds = json.loads((args.root / "metrics" / "timing" / "train" / args.dataset / f"{run}.json").read_text())
+        print(f"| {run} | {wall:.1f} | {cpu:.1f} | {seconds['train_seconds']:.1f} | "
               f"{final.get('val/clean_acc', float('nan')):.1f} | {final.get('val/pgd_acc', float('nan')):.1f} |",
               flush=True)
     print(f"| **total** | {totals[0]:.1f} | {totals[1]:.1f} | | | |")

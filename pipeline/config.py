@@ -30,6 +30,8 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> Bas
 def load_params(path: Path | None = None) -> Params:
     """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
     path = Path(path) if path else paths.params_file()
+    if path.is_symlink():  # refused unread: a link could show another file's first line in an error
+        raise UserError(f"{path}: a symbolic link; params.yaml must be a regular file inside the project")
     raw = read_yaml(path)
 
     core_keys = set(CoreBlock.model_fields) | {"attack"}
