@@ -48,6 +48,28 @@ def _dataset(name: str) -> str:
     return name
 
 
+def check_params() -> Path:
+    """params.yaml read as the stages read it: `load_params`, and each attack's budget against every dataset
+    already prepared. dvc.yaml's first stage, on which every other depends: under `dvc repro` and `dvc exp run -S`
+    bad params stop here, before DVC deletes any stage's outputs. Writes `paths.params_check()`, whose text
+    never changes, so valid params invalidate nothing."""
+    # this stage's part of the pipeline only (start-up time, code dependencies)
+    from .attacks.run import checked_suite
+    from .core.io import write_text
+    from .data import has_split, load_meta
+
+    p = load_params()
+    for dataset in p.datasets:
+        if has_split(dataset, "train"):
+            checked_suite(p, load_meta(dataset))
+    out = paths.params_check()
+    text = "params.yaml: valid (checked by `otjr stage params` before every other stage)\n"
+    if not out.is_file() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, text)
+    return out
+
+
 def download(dataset: str, params: Params | None = None) -> Path:
     # this stage's part of the pipeline only (start-up time, code dependencies)
     from .data import download as fetch

@@ -39,6 +39,8 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
     `attack`, whether the attack block is (False leaves `Params.attack` None).
     """
     path = Path(path) if path else paths.params_file()
+    if path.is_symlink():  # refused unread: a link could show another file's first line in an error
+        raise UserError(f"{path}: a symbolic link; params.yaml must be a regular file inside the project")
     raw = read_yaml(path)
 
     every = runs is None

@@ -60,6 +60,8 @@ HEADER = """\
 # Code dependencies: stage `code` hashes the pipeline and stages modules each command imports,
 # transitively, into metrics/code/<command>.md5, the one code dependency of that command's stages;
 # a training's is its run's, train-<run>.md5: the trainer, the run's method and its add-on.
+# Stage `params` runs before all: it checks params.yaml as the stages read it, so bad params stop
+# `dvc repro` / `dvc exp run -S` before DVC deletes any output; its output's text never changes.
 """
 
 
@@ -306,8 +308,8 @@ def _train(run: str, s: Seeding, code: list[str]) -> dict:
         "cmd": f"python -m pipeline stage train --dataset {ds} --method {run}{s.flag()}",
         "deps": [f"data/prepared/{ds}", *code],
         "params": s.params(train_params(run)),
-        "outs": [f"models/{folder}/{run}.safetensors"],
-        "metrics": [{f"metrics/train/{folder}/{run}/metrics.json": {"cache": False}}],
+        # the training's last-epoch figures: an output, not metrics (the headline is; the curves are plots)
+        "outs": [f"models/{folder}/{run}.safetensors", {f"metrics/train/{folder}/{run}/metrics.json": {"cache": False}}],
         "plots": [{f"metrics/train/{folder}/{run}/plots/metrics": {"cache": False, "x": "step"}}],
     }
     loop = s.loop(dataset="${datasets}")
@@ -352,8 +354,26 @@ PLOTS = [  # (file, template, x, y, title) of `dvc plots show`, written by the r
 ]
 
 
+PARAMS_CHECK = "metrics/params.ok"  # the `params` stage's output (pipeline.core.paths.params_check)
+
+
+def _after_params_check(stage: dict) -> dict:
+    """`stage` depending first on the `params` stage's output, so DVC runs the check before it."""
+    body = stage.get("do", stage)
+    body["deps"] = [PARAMS_CHECK, *body.get("deps", [])]
+    return stage
+
+
 def stages(root: Path = REPO, methods: list[str] | None = None) -> dict:
-    """Every stage of dvc.yaml, in order."""
+    """Every stage of dvc.yaml, in order: `params` first, and every other stage depending on it."""
+    return {"params": {  # re-checks on any edit of params.yaml or the code; persist: a refusal deletes nothing
+        "cmd": "python -m pipeline stage params",
+        "deps": ["params.yaml", *PACKAGES],
+        "outs": [{PARAMS_CHECK: {"cache": False, "persist": True}}]},
+        **{name: _after_params_check(stage) for name, stage in _stages(root, methods).items()}}
+
+
+def _stages(root: Path, methods: list[str] | None) -> dict:
     code = {c: [code_file(c)] for c in COMMANDS}
     out: dict = {
         "code": {  # first: what each command imports, hashed; a stage re-runs when its command's hashes change
@@ -395,8 +415,13 @@ def stages(root: Path = REPO, methods: list[str] | None = None) -> dict:
         "always_changed": True,  # cheap; prints the results table at the end of every `dvc repro`
         "deps": ["metrics/attacks", "metrics/sanity", "metrics/report/report.md", *code["aggregate"]],
         "params": ["seed", "seeds", "datasets", "methods"],
-        "metrics": [{"metrics/summary.json": {"cache": False}}, {"metrics/summary_stats.json": {"cache": False}}],
-        "outs": ["metrics/summary.md"],
+        # persist: DVC would delete them before every run (it always runs), losing the committed summary
+        # when the stage fails; the stage replaces each atomically instead. The headline alone is metrics
+        # (`dvc exp show`, `otjr exp show`); the full summary and its statistics are outputs
+        "metrics": [{"metrics/headline.json": {"cache": False, "persist": True}}],
+        "outs": [{"metrics/summary.json": {"cache": False, "persist": True}},
+                 {"metrics/summary_stats.json": {"cache": False, "persist": True}},
+                 {"metrics/summary.md": {"persist": True}}],
     }
     return out
 

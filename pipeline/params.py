@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, SerializeAsAny, field_validator, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import YAMLError
 
 from .analysis.params import AnalysisParams
@@ -307,6 +308,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
+        if isinstance(err, DuplicateKeyError):  # its problem names the key, never a value
+            key = str(err.problem).split('"')[1]
+            raise UserError(f"{path}: duplicate key {key!r}{where}") from None
         raise UserError(f"{path}: not valid YAML{where}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys to values at the top level")

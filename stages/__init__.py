@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import typer
 
-from . import aggregate, attack, code, download, preprocess, preset, sanity, train
+from . import aggregate, attack, code, download, params, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export, render, repro
-from ._cli import run
+from . import bench, evaluate, exp, export, render, repro
+from ._cli import PLAIN_HELP, run
 
-app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
-stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
+app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False, **PLAIN_HELP)
+stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True, **PLAIN_HELP)
 app.add_typer(stage, name="stage")
 
 for module, fn in [
+    (params, params.params),
     (code, code.code),
     (download, download.download),
     (preprocess, preprocess.preprocess),
@@ -41,6 +42,7 @@ app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
 app.add_typer(render.dvc_app, name="dvc")
+app.add_typer(exp.exp_app, name="exp")
 
 
 @app.command("list")

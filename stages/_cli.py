@@ -10,11 +10,14 @@ import typer
 
 from pipeline.core.errors import UserError
 
-DATASET = typer.Option(..., "--dataset", "-d", help="dataset name (see `otjr list`), e.g. digits")
-METHOD = typer.Option(..., "--method", "--run", "-m",
+#: Every command group's help: click's plain text (wrapped to the terminal, defaults whole, no `<bool>`
+#: metavars), not rich's boxes.
+PLAIN_HELP = {"rich_markup_mode": None}
+DATASET = typer.Option(..., "--dataset", "-d", metavar="NAME", help="dataset name (see `otjr list`), e.g. digits")
+METHOD = typer.Option(..., "--method", "--run", "-m", metavar="RUN",
                       help="the run: a method, optionally with an add-on: xe, pgd_at, otjr, trades-awp")
-SEED = typer.Option(None, "--seed", min=0, help="the run's seed: `seed` in params.yaml (default) or a further one "
-                    "of `seeds`, whose files go under <dataset>.seed<seed>/")
+SEED = typer.Option(None, "--seed", min=0, metavar="SEED", help="the run's seed: `seed` in params.yaml (default) or a "
+                    "further one of `seeds`, whose files go under <dataset>.seed<seed>/")
 
 
 def _one_line(err: Exception) -> int:
@@ -43,10 +46,18 @@ def one_line_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from pipeline.core.errors import UserError
+        from pipeline.core.io import disk_full
+
         try:
             return fn(*args, **kwargs)
         except _handled() as err:
             raise typer.Exit(_one_line(err)) from None
+        except OSError as err:  # a full disk outside the atomic writers (a training's logs): one line too
+            if not disk_full(err):
+                raise
+            raise typer.Exit(_one_line(UserError(f"{err.filename or 'output'}: cannot be written: no space left "
+                                                 "on device; free some and re-run"))) from None
 
     return wrapper
 

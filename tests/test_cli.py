@@ -19,6 +19,13 @@ def test_help_lists_every_stage(project):
         assert name in out
 
 
+def test_help_is_plain_text_wrapped_to_the_terminal_with_whole_defaults(project):
+    out = run_cli("stage", "train", "--help", cwd=project, env={"COLUMNS": "80"}, check=True).stdout
+    assert "<bool>" not in out and "<str>" not in out and "╭" not in out  # rich's metavars and boxes
+    assert "--resume / --no-resume" in out and "[default: resume]" in out and "--seed SEED" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -152,9 +152,22 @@ def test_every_stage_but_code_depends_on_its_commands_fingerprint_only():
         body = stage.get("do", stage)
         code = [d for d in body["deps"] if d.startswith(("pipeline", "stages", dvc_render.CODE_DIR))]
         command = body["cmd"].split()[4]
+        whole = name in ("code", "params")  # they run before the fingerprints exist, on every code change
         if command == "train":  # one fingerprint per run: its method and add-on
             command = f"train-{body['cmd'].split('--method ')[1].split()[0]}"
-        assert code == (list(dvc_render.PACKAGES) if name == "code" else [dvc_render.code_file(command)]), name
+        assert code == (list(dvc_render.PACKAGES) if whole else [dvc_render.code_file(command)]), name
+
+
+def test_the_params_check_comes_before_every_stage_and_its_refusal_deletes_nothing():
+    stages = dvc_render.stages()
+    first = stages["params"]
+    assert list(stages)[0] == "params" and "params.yaml" in first["deps"]
+    assert first["outs"] == [{dvc_render.PARAMS_CHECK: {"cache": False, "persist": True}}]
+    for name, stage in list(stages.items())[1:]:
+        assert stage.get("do", stage)["deps"][0] == dvc_render.PARAMS_CHECK, name
+    # the always-run aggregate keeps the committed summary when it fails: DVC deletes no persisted output
+    aggregate = stages["aggregate"]
+    assert all(next(iter(m.values()))["persist"] for m in aggregate["metrics"] + aggregate["outs"])
 
 
 STAGE_RUNS = {  # fingerprint -> a command line of it that stops at missing data, after importing what it runs
@@ -265,7 +278,7 @@ def fake_pipeline(tmp_path_factory) -> Path:
     stages = dvc_render.stages(methods=dvc_render.registered_runs())
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        if name != "code":  # the real one: it hashes the copied code
+        if name not in ("code", "params"):  # the real ones: they hash the copied code, check its params
             body["cmd"] = "python fake.py " + " ".join(_outs(body))
     with open(root / "dvc.yaml", "w") as f:
         yaml.dump({"stages": stages}, f)
@@ -297,7 +310,7 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
         _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
-    assert ran - new == {"report", "aggregate"}  # they read every seed
+    assert ran - new == {"params", "report", "aggregate"}  # params.yaml changed; report and aggregate read every seed
     methods = yaml.load((root / "params.yaml").read_text())["methods"]
     assert new == ({f"train-{r}-seeds@digits-{s}" for r in methods for s in (1, 2)}
                    | {f"{k}-seeds@digits-{m}-{s}" for k in ("attack", "sanity") for m in methods for s in (1, 2)})

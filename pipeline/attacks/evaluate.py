@@ -183,7 +183,7 @@ def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:
         o = evaluation.outcomes[attack.name]
         out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), "n": len(o.robust),
                             **attack.describe(), **o.results, "validity": o.validity,
-                            "passes": o.passes.as_dict(len(o.robust)), "seconds": round(o.seconds, 3)}
+                            "passes": o.passes.as_dict(len(o.robust))}  # its seconds: `core.timing`
     worst = evaluation.worst_case()
     total = sum((o.passes for o in evaluation.outcomes.values()), evaluation.clean_passes)
     out["worst_case"] = {"accuracy": percent(worst), "n_correct": int(worst.sum()), "n": len(worst),

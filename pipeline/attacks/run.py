@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..core import paths
+from ..core import paths, timing
 from ..core.device import resolve_device
 from ..core.io import check_writable, save_tensors, write_json
 from ..core.lock import run_lock
@@ -21,6 +21,15 @@ from .evaluate import evaluate, summarise
 def build_suite(params: Params, num_classes: int, names: list[str] | None = None) -> list[Attack]:
     names = list(names or params.attack.suite)
     return [ATTACKS.get(n, key="attack.suite")(params.attack.settings[n], num_classes, params.seed) for n in names]
+
+
+def checked_suite(params: Params, meta: dict[str, Any]) -> list[Attack]:
+    """The suite for a prepared dataset's `meta`, each attack checked against its images (input, eps budget)."""
+    attacks = build_suite(params, meta["num_classes"])
+    for attack in attacks:
+        attack.check_input(tuple(meta["shape"]))
+        attack.check_budget(tuple(meta["shape"]))
+    return attacks
 
 
 def evaluation_precision(device: torch.device) -> None:
@@ -54,10 +63,7 @@ def attack_subject(subject: Subject, params: Params, show_progress: bool | None 
 
 def _attack_subject(subject: Subject, params: Params, show_progress: bool | None) -> Path:
     dataset, run, model = subject.dataset, subject.run, subject.model
-    attacks = build_suite(params, subject.meta["num_classes"])
-    for attack in attacks:
-        attack.check_input(tuple(subject.meta["shape"]))
-        attack.check_budget(tuple(subject.meta["shape"]))
+    attacks = checked_suite(params, subject.meta)
     device = resolve_device(params.device)
     model.to(device)
     x, y, subset = test_subset(dataset, params.attack.n, device)
@@ -65,7 +71,8 @@ def _attack_subject(subject: Subject, params: Params, show_progress: bool | None
     with progress(show_progress) as bar:
         task = bar.add_task(f"attack {run}@{dataset}", total=len(attacks), info="")
         evaluation = evaluate(model.float(), x.float(), y, attacks, params.attack.batch_size, params.seed,
-                              on_attack=lambda name: bar.advance(task), precision=params.attack.precision,
+                              on_attack=lambda name: bar.update(task, advance=1, info=f"{name} done"),
+                              precision=params.attack.precision,
                               n_of={a.name: params.attack.n_of(a.name) for a in attacks},
                               workers=params.attack.workers)
     record = {
@@ -91,4 +98,6 @@ def _attack_subject(subject: Subject, params: Params, show_progress: bool | None
                                                            "worst_case_n": evaluation.worst_case_n})
     out = paths.attack_result(dataset, run)
     write_json(out, record)
+    timing.write("attack", dataset, run, device=str(device),
+                 seconds={name: round(o.seconds, 3) for name, o in evaluation.outcomes.items()})
     return out

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from dvclive import Live
 
-from ..core import paths
+from ..core import paths, timing
 from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.io import check_writable
@@ -221,7 +221,7 @@ def _epochs(dataset: str, run: Run, params: Params, trainee: Trainee, batches, h
             own = distributed.rank_states(step.modules, ranks, device)
             if ranks.main:
                 _log(live, record)
-                bar.update(task, info=f"loss {record['train/loss']:.3f}")
+                bar.update(task, info=f"epoch {epoch + 1}/{epochs} loss {record['train/loss']:.3f}")
                 save_state(state_path, fingerprint=fp, epoch=epoch + 1, history=history, modules=step.modules,
                            optimizers=step.optimizers, extra=own)
     if live is not None:
@@ -238,12 +238,14 @@ def _save(out: Path, dataset: str, run: Run, trainee: Trainee, settings: dict, h
         "method": run.method,
         "addons": list(run.addons),
         "settings": settings,
-        "final": history[-1] if history else {},
-        "train_seconds": train_seconds,
+        "final": {k: v for k, v in history[-1].items() if k != "seconds"} if history else {},
         "device": str(device),
         "versions": library_versions(),
     }
     results.commit(dataset, run.name, lambda path: save_checkpoint(path, trainee.model.cpu(), trainee.spec, info))
+    # wall times vary run to run: beside the checkpoint, never in it
+    timing.write("train", dataset, run.name, device=str(device), train_seconds=train_seconds,
+                 epoch_seconds=[r["seconds"] for r in history])
 
 
 def _log(live, record: dict[str, float]) -> None:
