@@ -13,7 +13,7 @@ import typer
 
 from . import aggregate, attack, code, download, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export, render
+from . import bench, docs, evaluate, export, render
 from ._cli import run
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
@@ -40,6 +40,7 @@ app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
 app.add_typer(render.dvc_app, name="dvc")
+app.add_typer(docs.docs_app, name="docs")
 
 
 @app.command("list")
