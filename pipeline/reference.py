@@ -190,6 +190,7 @@ def params_section(comments: dict[str, str]) -> list[str]:
     for title, prefix, model in params_blocks():
         doc = (model.__doc__ or "").strip().splitlines()
         out += [f"### {title}", ""] + ([doc[0], ""] if doc and not doc[0].startswith(model.__name__ + "(") else [])
+        out += [f"params.yaml: {comments[prefix]}", ""] if prefix in comments else []
         out += ["| key | type | default | description | params.yaml comment |", "|---|---|---|---|---|"]
         for key, field in fields(model, prefix):
             out.append(f"| `{key}` | {_cell(field_type(field))} | {_cell(_default(field))} | {_cell(field.description or '')} "
