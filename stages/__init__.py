@@ -13,7 +13,7 @@ import typer
 
 from . import aggregate, attack, code, download, params, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, exp, export, render, repro
+from . import bench, docs, evaluate, exp, export, render, repro
 from ._cli import PLAIN_HELP, run
 
 app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False, **PLAIN_HELP)
@@ -43,6 +43,7 @@ app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
 app.add_typer(render.dvc_app, name="dvc")
 app.add_typer(exp.exp_app, name="exp")
+app.add_typer(docs.docs_app, name="docs")
 
 
 @app.command("list")
