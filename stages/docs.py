@@ -2,9 +2,9 @@
 
 import typer
 
-from ._cli import one_line_errors
+from ._cli import PLAIN_HELP, one_line_errors
 
-docs_app = typer.Typer(help="The generated reference (docs/reference.md).", no_args_is_help=True)
+docs_app = typer.Typer(help="The generated reference (docs/reference.md).", no_args_is_help=True, **PLAIN_HELP)
 
 
 @docs_app.command("render")
