@@ -28,8 +28,8 @@ def repro(
     ids = devices.parse(gpus) if gpus is not None else None
     if jobs is None:
         count = None
-    elif jobs == "auto":
-        count = len(ids if ids is not None else [] if cluster else devices.detect()) or os.cpu_count() or 1
+    elif jobs == "auto":  # on a cluster: as many as its workers take
+        count = None if cluster else len(ids if ids is not None else devices.detect()) or os.cpu_count() or 1
     elif jobs.isdigit() and int(jobs) > 0:
         count = int(jobs)
     else:

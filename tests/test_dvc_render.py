@@ -307,7 +307,7 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
         again = _ran(root, "repro")
         assert (root / "models" / "digits.seed2" / "otjr.safetensors").is_file()
     finally:
-        _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
+        _run("git", "checkout", "--", ".", cwd=root)  # params.yaml, dvc.lock, the git-tracked (cache: false) outputs
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
     assert ran - new == {"params", "report", "aggregate"}  # params.yaml changed; report and aggregate read every seed
@@ -331,7 +331,7 @@ def _repro_with(root: Path, key: str, value) -> set[str]:
     try:
         return _ran(root, "repro")
     finally:
-        _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
+        _run("git", "checkout", "--", ".", cwd=root)  # params.yaml, dvc.lock, the git-tracked (cache: false) outputs
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
 
 
@@ -364,7 +364,7 @@ def _edited(root: Path, file: str, *dvc: str) -> str:
         return [_run(sys.executable, "-m", "dvc", *args, cwd=root) for args in dvc][-1]
     finally:
         path.write_text(original)
-        _run("git", "checkout", "dvc.lock", dvc_render.CODE_DIR, cwd=root)
+        _run("git", "checkout", "--", ".", cwd=root)  # dvc.lock, the fingerprints, the git-tracked outputs
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
 
 

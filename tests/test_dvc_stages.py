@@ -55,9 +55,10 @@ def test_train_stage_lists_exactly_the_params_its_run_reads(run):
     assert stage["foreach"] == "${datasets}"
     assert sorted(do["params"]) == sorted(expected_params(run))
     assert do["cmd"] == f"python -m pipeline stage train --dataset ${{item}} --method {run}"
-    assert do["outs"] == [f"models/${{item}}/{run}.safetensors"]
+    assert do["outs"] == [f"models/${{item}}/{run}.safetensors",
+                          {f"metrics/train/${{item}}/{run}/metrics.json": {"cache": False}}]
     # the code: through its run's fingerprint, the trainer's and its own method's and add-on's modules
-    assert do["deps"] == ["data/prepared/${item}", f"metrics/code/train-{run}.md5"]
+    assert do["deps"] == ["metrics/params.ok", "data/prepared/${item}", f"metrics/code/train-{run}.md5"]
     files = {line.split("  ", 1)[1] for line in fingerprint(f"train-{run}").splitlines()}
     assert {"pipeline/losses", "pipeline/train", "pipeline/models", "pipeline/core",
             "pipeline/data"} <= {f.rsplit("/", 1)[0] for f in files} and "pipeline/params.py" in files
@@ -70,7 +71,8 @@ def test_train_stage_lists_exactly_the_params_its_run_reads(run):
     assert further["matrix"] == {"dataset": "${datasets}", "seed": "${seeds}"}
     assert sorted(further["params"]) == sorted(k for k in expected_params(run) if k != "seed")
     assert further["cmd"].endswith(f"--method {run} --seed ${{item.seed}}")
-    assert further["outs"] == [f"models/${{item.dataset}}.seed${{item.seed}}/{run}.safetensors"]
+    assert further["outs"] == [f"models/${{item.dataset}}.seed${{item.seed}}/{run}.safetensors",
+                               {f"metrics/train/${{item.dataset}}.seed${{item.seed}}/{run}/metrics.json": {"cache": False}}]
 
 
 def test_a_method_setting_is_listed_by_its_own_stage_only():

@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"config"},                        # params.yaml validated against every registry (attacks included)
     {"sanity", "analysis", "report"},  # what reads the trained models and the attack records
     {"external"},                      # models from elsewhere through the same suite
-    {"api", "dvc_render", "presets", "reference"},  # the function API the stages call; dvc.yaml; presets; docs/reference.md
+    {"api", "dvc_render", "presets", "reference", "parallel"},  # the function API the stages call; dvc.yaml; presets; docs/reference.md; otjr repro -j
     {"benchmark", "__main__"},
 ]
 #: Modules placed apart from their package: the package's own docstring-only __init__, and the analysis

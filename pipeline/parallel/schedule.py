@@ -32,13 +32,13 @@ def repro(where: Path = Path("."), targets: list[str] | None = None, jobs: int |
         if ids and s.device and s.ranks > len(ids):
             raise UserError(f"stage {s.name} needs {s.ranks} GPUs; there are {len(ids)} ({','.join(ids)})")
     jobs = jobs or (max(len(stages), 1) if cluster else 1)
-    say(f"{len(stages)} stages to run ({fresh} up to date), at most {jobs} at once"
-        + (f" on {cluster}" if cluster else f", GPUs: {','.join(ids)}" if ids else ""))
-    if not stages:
-        return 0
     from .executors import Cluster, Local
 
-    executor = Cluster(cluster) if cluster else Local(jobs)
+    executor = (Cluster(cluster) if cluster else Local(jobs)) if stages else None  # bad --cluster: exit 2 here
+    say(f"{len(stages)} stages to run ({fresh} up to date), at most {jobs} at once"
+        + (f" on {cluster}" if cluster else f", GPUs: {','.join(ids)}" if ids else ""))
+    if executor is None:
+        return 0
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _loop(root, stages, jobs, devices.Pool(ids), executor)

@@ -139,7 +139,6 @@ def write_timing_report(params: Params, results: Results) -> Path:
         lines += timing_section(ds, results.of(ds), fig_dir) or [f"No training of {ds} timed here.", ""]
     out = out_dir / "report.md"
     write_text(out, "\n".join(lines).rstrip() + "\n")
-    write_timing_report(params, results)
     return out
 
 
