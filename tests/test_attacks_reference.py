@@ -24,7 +24,7 @@ from pipeline.attacks.boundary import deepfool, fab_targeted, fab_untargeted
 from pipeline.attacks.iterative import cross_entropy, cw_loss, on_labels
 from pipeline.core.passes import frozen
 from pipeline.core.pgd import ascend
-from trained_models import EPS, digits, trained
+from trained_models import EPS, digits, one_thread, trained
 
 N = 96
 
@@ -248,8 +248,9 @@ def test_autoattack_matches_pyautoattack_within_one_example():
     model = trained("pgd_at")
     d = digits()
     x, y = d.x_test[:96], d.y_test[:96]
-    ours = evaluate(model, x, y, [ATTACKS.get("autoattack")(params.attack.settings["autoattack"], 10, 0)], 256)
-    with frozen(model), torch.random.fork_rng():
+    with one_thread():
+        ours = evaluate(model, x, y, [ATTACKS.get("autoattack")(params.attack.settings["autoattack"], 10, 0)], 256)
+    with frozen(model), torch.random.fork_rng(), one_thread():
         official = Official(model, norm="Linf", eps=EPS, version="standard", seed=0, device="cpu")
         official.logger.disabled = True
         x_adv, _ = official.run_standard_evaluation(x, y, batch_size=256)

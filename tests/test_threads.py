@@ -3,6 +3,7 @@ core count (OMP_NUM_THREADS); with `threads: 0` torch keeps its own default, and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,13 +51,16 @@ def _train_weights(root, threads: int, omp: str) -> dict:
         subprocess.run([sys.executable, "-m", "pipeline", "stage", stage[0], "--dataset", "digits", *stage[1:]],
                        cwd=root, env=env, check=True, capture_output=True)
     tensors, meta = load_tensors(root / "models" / "digits" / "pgd_at.safetensors")
-    return tensors
+    used = json.loads((root / "metrics" / "timing" / "train" / "digits" / "pgd_at.json").read_text())["threads"]
+    return tensors, used
 
 
 @pytest.mark.slow
 def test_a_training_is_bit_identical_on_one_or_two_cores_with_threads_1(tmp_path):
-    one, two = (_train_weights(tmp_path / f"t1-omp{n}", 1, str(n)) for n in (1, 2))
+    (one, used1), (two, used2) = (_train_weights(tmp_path / f"t1-omp{n}", 1, str(n)) for n in (1, 2))
+    assert used1 == used2 == 1
     assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
-    # the control: torch's default (threads 0) follows OMP_NUM_THREADS, and two threads move the bits
-    free = _train_weights(tmp_path / "t0-omp2", 0, "2")
-    assert any(not torch.equal(one[k], free[k]) for k in one)
+    # the control: torch's default (threads 0) follows OMP_NUM_THREADS. Whether two threads then move the
+    # bits depends on the CPU's kernels (they did on the dev machine, not on CI's), so only the count is asserted
+    free, used = _train_weights(tmp_path / "t0-omp2", 0, "2")
+    assert used == 2

@@ -8,6 +8,7 @@ input gradient is zero everywhere).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 from dataclasses import dataclass
@@ -40,10 +41,23 @@ def digits() -> Digits:
     return Digits(xtr.float() / 255, ytr, xte.float() / 255, yte)
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch on one CPU thread (params.yaml's default `threads`), as before after: a result that does not depend
+    on the core count or on what an earlier test set (a stage's `threads` sets torch's for the process)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @functools.cache
 def trained(kind: str) -> nn.Module:
-    """'xe' or 'pgd_at', trained once per test session; callers must not modify it."""
-    return train(digits(), adversarial={"xe": False, "pgd_at": True}[kind])
+    """'xe' or 'pgd_at', trained once per test session (on one thread); callers must not modify it."""
+    with one_thread():
+        return train(digits(), adversarial={"xe": False, "pgd_at": True}[kind])
 
 
 def small_cnn(data: Digits, width: int = 16) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Wall times and the host of a stage's run, kept beside its results and out of them.
+"""Wall times, the host and torch's CPU threads of a stage's run, kept beside its results and out of them.
 
 A checkpoint or a record is a function of the stage's inputs, byte for byte, so re-running a stage leaves
 `dvc status` clean; how long it took, and where, is not. Those go to metrics/timing/<stage>/<dataset>/<run>.json
@@ -11,6 +11,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import paths
 from .io import read_json, write_json
 
@@ -18,7 +20,7 @@ from .io import read_json, write_json
 def write(stage: str, dataset: str, run: str, **figures: Any) -> Path:
     out = paths.timing(stage, dataset, run)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, {"host": socket.gethostname(), **figures})
+    write_json(out, {"host": socket.gethostname(), "threads": torch.get_num_threads(), **figures})
     return out
 
 
