@@ -38,10 +38,10 @@ def main() -> None:
 
     params = load_params()
     (ds,) = params.datasets
-    runs = list(params.methods)
+    runs = list(params.runs)
     i = 0
     while len(runs) < args.runs:
-        src = params.methods[i % len(params.methods)]
+        src = params.runs[i % len(params.runs)]
         new = f"{src}_copy{i}"
         shutil.copy(paths.checkpoint(ds, src), paths.checkpoint(ds, new))
         shutil.copy(paths.attack_result(ds, src), paths.attack_result(ds, new))
@@ -49,7 +49,7 @@ def main() -> None:
         shutil.copytree(paths.train_log_dir(ds, src), paths.train_log_dir(ds, new))
         runs.append(new)
         i += 1
-    params = dataclasses.replace(params, methods=tuple(runs))
+    params = dataclasses.replace(params, runs=tuple(runs))
     tic = time.perf_counter()
     analyze_dataset(ds, params, show_progress=False)
     mid = time.perf_counter()

@@ -53,7 +53,7 @@ def main() -> None:
     print("| run | stage wall (s) | stage CPU (s) | training (s) | val clean (%) | val PGD (%) |")
     print("|---|---:|---:|---:|---:|---:|")
     totals = [0.0, 0.0]
-    for run in params.methods:
+    for run in params.runs:
         wall, cpu = stage("train", "--dataset", args.dataset, "--method", run)
         totals[0] += wall
         totals[1] += cpu

@@ -17,7 +17,7 @@ from .core.errors import UserError
 from .core.schema import first_error
 from .data import DATASETS
 from .methods import ADDONS, METHODS, method_settings, parse_run
-from .params import AttackBlock, AttackParams, CoreBlock, Params, read_yaml
+from .params import AttackBlock, AttackParams, CoreBlock, Params, Threat, read_yaml
 
 
 def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> BaseModel:
@@ -30,13 +30,15 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> Bas
 def load_params(path: Path | None = None) -> Params:
     """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
     path = Path(path) if path else paths.params_file()
-    raw = read_yaml(path)
+    raw = _with_threat(read_yaml(path), path)
 
-    core_keys = set(CoreBlock.model_fields) | {"attack"}
+    core_keys = set(CoreBlock.model_fields) | {"attack", "threat"}
     method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
     method_keys |= {k for name in ADDONS.names() for k in ADDONS.get(name).param_keys()}
     core = {k: v for k, v in raw.items() if k in CoreBlock.model_fields}
     for key in raw:
+        if key == "methods":
+            raise UserError(f"{path}: 'methods' is now 'runs' (the runs trained, evaluated and aggregated)")
         if key not in core_keys | method_keys:
             raise UserError(f"{path}: unknown key '{key}'")
     c = _validate(CoreBlock, core, "", path)
@@ -46,7 +48,7 @@ def load_params(path: Path | None = None) -> Params:
                         f"({c.seed}), e.g. seeds: [{', '.join(str(c.seed + i) for i in (1, 2))}] for three in all")
 
     try:
-        runs = [parse_run(r, key="methods") for r in c.methods]
+        runs = [parse_run(r, key="runs") for r in c.runs]
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
     wanted = {run.method for run in runs}
@@ -62,7 +64,7 @@ def load_params(path: Path | None = None) -> Params:
         if name in wanted_addons or name in raw:
             addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
-    attack = _load_attack(raw.get("attack"), path, ATTACKS)
+    attack = _load_attack(raw.get("attack"), path, ATTACKS, raw.get("threat"))
     for ds in c.datasets:
         try:
             DATASETS.get(ds, key="datasets")
@@ -74,7 +76,7 @@ def load_params(path: Path | None = None) -> Params:
         device=c.device,
         threads=c.threads,
         datasets=tuple(c.datasets),
-        methods=tuple(c.methods),
+        runs=tuple(c.runs),
         data=c.data,
         model=c.model,
         train=c.train,
@@ -89,32 +91,54 @@ def load_params(path: Path | None = None) -> Params:
     )
 
 
-def _load_attack(block: Any, path: Path, registry) -> AttackParams:
+def _load_attack(block: Any, path: Path, registry, threat: Any) -> AttackParams:
+    """The `attack` block: its own keys, then each instance `attack.<name>` validated by its kind
+    (`attack: <kind>`, else the kind its name is), its eps the `threat` block's for its norm unless it sets one."""
     if block is None:
         raise UserError(f"{path}: missing key 'attack'")
     if not isinstance(block, dict):
         raise UserError(f"{path}: 'attack' must be a mapping")
     core = _validate(AttackBlock, {k: v for k, v in block.items() if k in AttackBlock.model_fields}, "attack", path)
+    budgets = _validate(Threat, threat, "threat", path).model_dump()
     settings: dict[str, BaseModel] = {}
+    kinds: dict[str, str] = {}
     own_n: dict[str, int] = {}
     for key, value in block.items():
         if key in AttackBlock.model_fields:
             continue
-        if key not in registry:
-            raise UserError(f"{path}: unknown key 'attack.{key}'; attacks: {', '.join(registry.names())}")
+        value = dict(value) if isinstance(value, dict) else value
+        kind = value.pop("attack", key) if isinstance(value, dict) else key
+        if kind not in registry:
+            what = f"'attack.{key}.attack': unknown kind {kind!r}" if kind != key else \
+                f"'attack.{key}': no kind; add `attack: <kind>`"
+            raise UserError(f"{path}: {what}; kinds: {', '.join(registry.names())}")
         if isinstance(value, dict) and "n" in value:
-            value = dict(value)
             own_n[key] = _own_n(value.pop("n"), key, core.n, path)
-        settings[key] = _validate(registry.get(key).Params, value, f"attack.{key}", path)
+        if isinstance(value, dict) and "eps" not in value and value.get("norm") in budgets:
+            if budgets[value["norm"]] is None:
+                raise UserError(f"{path}: 'attack.{key}.eps': no {value['norm']} budget; set it or threat.{value['norm']}")
+            value["eps"] = budgets[value["norm"]]
+        settings[key] = _validate(registry.get(kind).Params, value, f"attack.{key}", path)
+        kinds[key] = kind
     for name in core.suite:
-        if name not in registry:
-            raise UserError(
-                f"{path}: 'attack.suite': unknown attack {name!r}; choose from: {', '.join(registry.names())}"
-            )
-        if name not in settings:
+        if name in registry and name not in settings:
             raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
+        if name not in settings:
+            raise UserError(f"{path}: 'attack.suite': unknown attack {name!r}; configured: {', '.join(settings)}")
     return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings,
-                        precision=core.precision, own_n=own_n, workers=core.workers)
+                        precision=core.precision, own_n=own_n, workers=core.workers, kinds=kinds)
+
+
+def _with_threat(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """params with the L-inf budget of `threat` filled in where the training adversary or the analyses set none."""
+    if "threat" not in raw:
+        raise UserError(f"{path}: missing key 'threat' (the budget of each norm, e.g. threat: {{linf: 8/255}})")
+    linf = _validate(Threat, raw["threat"], "threat", path).linf
+    out = dict(raw)
+    for key in ("adversary", "analysis"):
+        if isinstance(raw.get(key), dict) and "eps" not in raw[key]:
+            out[key] = {**raw[key], "eps": linf}
+    return out
 
 
 def _own_n(value: Any, name: str, n: int, path: Path) -> int:

@@ -189,7 +189,7 @@ class CoreBlock(Strict):
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
     threads: NonNegativeInt = 1  # torch's CPU threads per stage process (0: torch's default); results depend on it
     datasets: list[str] = Field(min_length=1)
-    methods: list[str] = Field(min_length=1, description="the runs evaluated and aggregated: a method or method-addon")
+    runs: list[str] = Field(min_length=1, description="the runs trained, evaluated and aggregated: a method or method-addon")
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -210,6 +210,14 @@ def _workers(value: Any) -> Any:
 Workers = Annotated[Literal["auto"] | int, BeforeValidator(_workers)]
 
 
+class Threat(Strict):
+    """The threat model, stated once: the budget of each norm. The training adversary and the analyses take
+    `linf` unless they set their own `eps`; each attack instance takes its norm's unless it sets one."""
+
+    linf: LinfBudget
+    l2: PositiveBudget | None = None
+
+
 class AttackBlock(Strict):
     """The `attack` block's own keys; each attack's settings are validated by the attack."""
 
@@ -225,11 +233,12 @@ class AttackBlock(Strict):
 class AttackParams:
     n: int  # first n test images: the clean row, and every attack that sets no n of its own
     batch_size: int
-    suite: tuple[str, ...]
-    settings: dict[str, BaseModel]  # attack name -> its validated hyper-parameters
+    suite: tuple[str, ...]  # the instances run, in order (keys of `settings`)
+    settings: dict[str, BaseModel]  # instance name -> its validated hyper-parameters (eps from `threat` if unset)
     precision: str = "fp32"  # model forwards of the evaluation: fp32 or bf16 autocast (pipeline/attacks/evaluate.py)
     own_n: dict[str, int] = field(default_factory=dict)  # attack name -> its own first n (attack.<name>.n)
     workers: int | str = "auto"  # processes the suite is spread over on a CPU with one torch thread (results unchanged)
+    kinds: dict[str, str] = field(default_factory=dict)  # instance name -> its attack kind (`attack.<name>.attack`)
 
     def n_of(self, name: str) -> int:
         """How many of the first test images attack `name` sees."""
@@ -242,7 +251,7 @@ class Params:
     device: str
     threads: int  # torch's CPU threads per stage process; 0 leaves torch's default (one per core)
     datasets: tuple[str, ...]
-    methods: tuple[str, ...]  # the runs evaluated and aggregated (method or method-addon); see `runs`
+    runs: tuple[str, ...]  # the runs trained, evaluated and aggregated: a method (`otjr`) or method-addon (`trades-awp`)
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -255,12 +264,6 @@ class Params:
     addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     seeds: tuple[int, ...] = ()  # further seeds, after `seed`
-
-    @property
-    def runs(self) -> tuple[str, ...]:
-        """The runs evaluated and aggregated. params.yaml keeps the key's old name, `methods`, that
-        `dvc exp run -S 'methods=[...]'` and every preset use; each entry is a run (`otjr`, `trades-awp`)."""
-        return self.methods
 
     @property
     def all_seeds(self) -> tuple[int, ...]:

@@ -34,7 +34,7 @@ def every_run_stages() -> dict:
     """dvc.yaml as rendered with every registered run in `methods` (the default leaves the add-on runs out)."""
     from pipeline.dvc_render import stages as rendered
 
-    return rendered(methods=registered_runs())
+    return rendered(listed=registered_runs())
 
 
 def train_runs() -> list[str]:
