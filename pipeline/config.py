@@ -30,7 +30,9 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> Bas
 def load_params(path: Path | None = None) -> Params:
     """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
     path = Path(path) if path else paths.params_file()
-    raw = _with_threat(read_yaml(path), path)
+    raw = read_yaml(path)
+    threat = _threat(raw, path)
+    raw = _with_threat(raw, threat)
 
     core_keys = set(CoreBlock.model_fields) | {"attack", "threat"}
     method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
@@ -64,7 +66,7 @@ def load_params(path: Path | None = None) -> Params:
         if name in wanted_addons or name in raw:
             addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
-    attack = _load_attack(raw.get("attack"), path, ATTACKS, raw.get("threat"))
+    attack = _load_attack(raw.get("attack"), path, ATTACKS, threat)
     for ds in c.datasets:
         try:
             DATASETS.get(ds, key="datasets")
@@ -91,7 +93,7 @@ def load_params(path: Path | None = None) -> Params:
     )
 
 
-def _load_attack(block: Any, path: Path, registry, threat: Any) -> AttackParams:
+def _load_attack(block: Any, path: Path, registry, threat: Threat) -> AttackParams:
     """The `attack` block: its own keys, then each instance `attack.<name>` validated by its kind
     (`attack: <kind>`, else the kind its name is), its eps the `threat` block's for its norm unless it sets one."""
     if block is None:
@@ -99,7 +101,7 @@ def _load_attack(block: Any, path: Path, registry, threat: Any) -> AttackParams:
     if not isinstance(block, dict):
         raise UserError(f"{path}: 'attack' must be a mapping")
     core = _validate(AttackBlock, {k: v for k, v in block.items() if k in AttackBlock.model_fields}, "attack", path)
-    budgets = _validate(Threat, threat, "threat", path).model_dump()
+    budgets = threat.model_dump()
     settings: dict[str, BaseModel] = {}
     kinds: dict[str, str] = {}
     own_n: dict[str, int] = {}
@@ -129,15 +131,18 @@ def _load_attack(block: Any, path: Path, registry, threat: Any) -> AttackParams:
                         precision=core.precision, own_n=own_n, workers=core.workers, kinds=kinds)
 
 
-def _with_threat(raw: dict[str, Any], path: Path) -> dict[str, Any]:
-    """params with the L-inf budget of `threat` filled in where the training adversary or the analyses set none."""
+def _threat(raw: dict[str, Any], path: Path) -> Threat:
     if "threat" not in raw:
         raise UserError(f"{path}: missing key 'threat' (the budget of each norm, e.g. threat: {{linf: 8/255}})")
-    linf = _validate(Threat, raw["threat"], "threat", path).linf
+    return _validate(Threat, raw["threat"], "threat", path)
+
+
+def _with_threat(raw: dict[str, Any], threat: Threat) -> dict[str, Any]:
+    """params with `threat.linf` filled in where the training adversary or the analyses set no eps of their own."""
     out = dict(raw)
     for key in ("adversary", "analysis"):
         if isinstance(raw.get(key), dict) and "eps" not in raw[key]:
-            out[key] = {**raw[key], "eps": linf}
+            out[key] = {**raw[key], "eps": threat.linf}
     return out
 
 

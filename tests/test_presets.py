@@ -116,8 +116,10 @@ def test_every_registered_method_and_attack_has_paper_settings(tmp_path, name):
     table = TABLE4 if dataset in ("intel", "imagenet100") else TABLE9 if model == "wrn28_10" else TABLE2
     missing = [m for m in table if m in METHODS and m not in p.runs]
     assert not missing, f"presets/{name}.yaml: methods lacks {missing} (paper table rows)"
-    missing = [a for a in PAPER_ATTACKS if a in ATTACKS and a not in p.attack.suite]
+    missing = [a for a in PAPER_ATTACKS if a not in p.attack.suite]
     assert not missing, f"presets: attack.suite lacks {missing}"
+    kinds = set(ATTACKS.names()) - {p.attack.kinds[a] for a in p.attack.suite}
+    assert not kinds, f"presets: attack.suite runs no instance of {sorted(kinds)}"
 
 
 def test_one_command_writes_params_yaml(project):
