@@ -28,7 +28,7 @@ from pipeline.benchmark.flops import FlopCount  # noqa: E402
 from pipeline.methods import METHODS, Setup  # noqa: E402
 from pipeline.models import create  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.train.adversary import Adversary  # noqa: E402
+from pipeline.core.pgd import Adversary  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES, SHAPE, CLASSES = 60_000, 10_000, (1, 28, 28), 10
 TIERS = ("fashion-mnist", "fashion-mnist-full")

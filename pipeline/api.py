@@ -8,20 +8,21 @@ what it runs inside its body, so a stage process loads only its own part of the 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .config import load_params
 from .core import paths
 from .core.device import use_threads
 from .core.errors import UserError
+from .methods.runs import Run
 from .params import Params
 
 
-def _params(params: Params | None) -> Params:
-    """`params` (or params.yaml's), with torch's CPU threads set to its `threads`."""
-    p = params if params is not None else load_params()
+def _params(params: Params | None, runs: Sequence[Run] = (), attack: bool = False) -> Params:
+    """`params` (or params.yaml's: its top-level keys, the blocks of `runs`, the attack block where `attack`),
+    with torch's CPU threads set to its `threads`."""
+    p = params if params is not None else load_params(runs=runs, attack=attack)
     use_threads(p.threads)
     return p
 
@@ -36,7 +37,7 @@ def _seeded(p: Params, seed: int | None) -> Iterator[Params]:
     if seed < 0:
         raise UserError(f"--seed: expected a non-negative integer, got {seed}")
     with paths.seed_scope(seed):
-        yield dataclasses.replace(p, seed=seed, seeds=())
+        yield p.model_copy(update={"seed": seed, "seeds": ()})
 
 
 def _dataset(name: str) -> str:
@@ -45,6 +46,28 @@ def _dataset(name: str) -> str:
 
     DATASETS.get(name, key="--dataset")
     return name
+
+
+def check_params() -> Path:
+    """params.yaml read as the stages read it: `load_params`, and each attack's budget against every dataset
+    already prepared. dvc.yaml's first stage, on which every other depends: under `dvc repro` and `dvc exp run -S`
+    bad params stop here, before DVC deletes any stage's outputs. Writes `paths.params_check()`, whose text
+    never changes, so valid params invalidate nothing."""
+    # this stage's part of the pipeline only (start-up time, code dependencies)
+    from .attacks.run import checked_suite
+    from .core.io import write_text
+    from .data import has_split, load_meta
+
+    p = load_params()
+    for dataset in p.datasets:
+        if has_split(dataset, "train"):
+            checked_suite(p, load_meta(dataset))
+    out = paths.params_check()
+    text = "params.yaml: valid (checked by `otjr stage params` before every other stage)\n"
+    if not out.is_file() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, text)
+    return out
 
 
 def download(dataset: str, params: Params | None = None) -> Path:
@@ -71,8 +94,8 @@ def train(dataset: str, method: str, params: Params | None = None, resume: bool 
     from .methods import parse_run
     from .train.loop import fit
 
-    p = _params(params)
     run = parse_run(method, key="--method")
+    p = _params(params, runs=[run])
     with _seeded(p, seed) as p:
         p.for_method(run.method)
         return fit(_dataset(dataset), run, p, resume=resume)
@@ -83,7 +106,7 @@ def attack(dataset: str, method: str, params: Params | None = None, seed: int | 
     from .attacks.run import attack_run
     from .methods import parse_run
 
-    p = _params(params)
+    p = _params(params, attack=True)
     with _seeded(p, seed) as p:
         return attack_run(_dataset(dataset), parse_run(method, key="--method").name, p)
 
@@ -94,7 +117,7 @@ def sanity(dataset: str, method: str, params: Params | None = None, strict: bool
     from .methods import parse_run
     from .sanity.run import sanity_run
 
-    p = _params(params)
+    p = _params(params, attack=True)
     with _seeded(p, seed) as p:
         out, verdict = sanity_run(_dataset(dataset), parse_run(method, key="--method").name, p)
     if strict and verdict == "fail":
@@ -106,7 +129,9 @@ def aggregate(params: Params | None = None) -> str:
     # this stage's part of the pipeline only (start-up time, code dependencies)
     from .report import aggregate as agg
 
-    return agg(_params(params))
+    # the attack block: its kinds say which instances are white-box (the claims' worst case); a change to it
+    # reaches this stage through the attack records it depends on
+    return agg(_params(params, attack=True))
 
 
 def analyze(dataset: str, params: Params | None = None) -> Path:
@@ -121,7 +146,7 @@ def report(params: Params | None = None) -> Path:
     # this stage's part of the pipeline only (start-up time, code dependencies)
     from .report.build import build_report
 
-    return build_report(_params(params))
+    return build_report(_params(params, attack=True))  # the attack kinds, as in `aggregate`
 
 
 def sensitivity(exp_json: Path | None = None) -> str:
@@ -139,7 +164,7 @@ def evaluate(dataset: str, path: Path | None = None, *, arch: str | None = None,
     # this stage's part of the pipeline only (start-up time, code dependencies)
     from .external import Source, evaluate_external
 
-    p = _params(params)
+    p = _params(params, attack=True)
     source = Source(path=Path(path) if path else None, arch=arch, arch_args=arch_args, mean=mean, std=std,
                     robustbench=robustbench, threat_model=threat_model, model_dir=model_dir)
     return evaluate_external(_dataset(dataset), source, p, name)

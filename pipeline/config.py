@@ -1,22 +1,25 @@
 """params.yaml read and validated against the registries: every key known, every name registered.
 
 The typed blocks live in `params` (low, so that the trainer and the suite can take them); this
-loader sits above the attacks because each attack validates its own settings.
+loader sits above the registries because each method, add-on and attack validates its own
+settings. A stage validates only the blocks it reads, and imports only their entries: the
+methods and add-ons of its runs, the attacks only where it reads the attack block, so its code
+dependencies (pipeline/dvc_render.py) are the code it runs.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from .attacks import ATTACKS
 from .core import paths
 from .core.errors import UserError
 from .core.schema import first_error
 from .data import DATASETS
-from .methods import ADDONS, METHODS, method_settings, parse_run
+from .methods import ADDONS, METHODS, Run, method_settings, parse_run
 from .params import AttackBlock, AttackParams, CoreBlock, Params, Threat, read_yaml
 
 
@@ -27,70 +30,66 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> Bas
         raise UserError(f"{path}: {first_error(err, prefix)}") from None
 
 
-def load_params(path: Path | None = None) -> Params:
-    """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key."""
+def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, attack: bool = True) -> Params:
+    """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key.
+
+    By default every block: each key known, the runs in `runs` registered, each method's and
+    add-on's block that is present (which imports every method, add-on and attack). A stage passes
+    what it reads instead: `runs`, whose method and add-on blocks alone are validated, and
+    `attack`, whether the attack block is (False leaves `Params.attack` None).
+    """
     path = Path(path) if path else paths.params_file()
+    if path.is_symlink():  # refused unread: a link could show another file's first line in an error
+        raise UserError(f"{path}: a symbolic link; params.yaml must be a regular file inside the project")
     raw = read_yaml(path)
+    if "methods" in raw:  # every stage: an old params file is one line naming the new key
+        raise UserError(f"{path}: 'methods' is now 'runs' (the runs trained, evaluated and aggregated)")
     threat = _threat(raw, path)
     raw = _with_threat(raw, threat)
-
-    core_keys = set(CoreBlock.model_fields) | {"attack", "threat"}
-    method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
-    method_keys |= {k for name in ADDONS.names() for k in ADDONS.get(name).param_keys()}
+    every = runs is None
+    if every:
+        method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
+        method_keys |= {k for name in ADDONS.names() for k in ADDONS.get(name).param_keys()}
+        for key in raw:
+            if key not in set(CoreBlock.model_fields) | {"attack"} | method_keys:
+                raise UserError(f"{path}: unknown key '{key}'")
     core = {k: v for k, v in raw.items() if k in CoreBlock.model_fields}
-    for key in raw:
-        if key == "methods":
-            raise UserError(f"{path}: 'methods' is now 'runs' (the runs trained, evaluated and aggregated)")
-        if key not in core_keys | method_keys:
-            raise UserError(f"{path}: unknown key '{key}'")
-    c = _validate(CoreBlock, core, "", path)
+    c = _validate(CoreBlock, {**core, "threat": threat}, "", path)
     if c.seed in c.seeds or len(set(c.seeds)) < len(c.seeds):
         again = c.seed if c.seed in c.seeds else next(s for s in c.seeds if c.seeds.count(s) > 1)
         raise UserError(f"{path}: 'seeds': seed {again} twice; `seeds` lists the further seeds after `seed` "
                         f"({c.seed}), e.g. seeds: [{', '.join(str(c.seed + i) for i in (1, 2))}] for three in all")
 
-    try:
-        runs = [parse_run(r, key="runs") for r in c.runs]
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    if every:
+        try:
+            runs = [parse_run(r, key="runs") for r in c.runs]
+        except UserError as err:
+            raise UserError(f"{path}: {err}") from None
     wanted = {run.method for run in runs}
     method_params = {}
-    for name in METHODS.names():
+    for name in METHODS.names() if every else sorted(wanted):
         cls = METHODS.get(name)
-        present = any(k in raw for k in cls.param_keys())
-        if name in wanted or present:
+        if name in wanted or any(k in raw for k in cls.param_keys()):
             method_params[name] = _validate(cls.Params, method_settings(cls, raw), cls.param_prefix(), path)
     wanted_addons = {a for run in runs for a in run.addons}
     addon_params = {}
-    for name in ADDONS.names():
+    for name in ADDONS.names() if every else sorted(wanted_addons):
         if name in wanted_addons or name in raw:
             addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
-    attack = _load_attack(raw.get("attack"), path, ATTACKS, threat)
+    attack_params = _load_attack(raw.get("attack"), path, _attacks(), threat) if attack else None
     for ds in c.datasets:
         try:
             DATASETS.get(ds, key="datasets")
         except UserError as err:
             raise UserError(f"{path}: {err}") from None
-    return Params(
-        seed=c.seed,
-        seeds=tuple(c.seeds),
-        device=c.device,
-        threads=c.threads,
-        datasets=tuple(c.datasets),
-        runs=tuple(c.runs),
-        data=c.data,
-        model=c.model,
-        train=c.train,
-        adversary=c.adversary,
-        attack=attack,
-        sanity=c.sanity,
-        analysis=c.analysis,
-        speed=c.speed,
-        method_params=method_params,
-        addon_params=addon_params,
-        raw=raw,
-    )
+    return Params(**dict(c), attack=attack_params, method_params=method_params, addon_params=addon_params)
+
+
+def _attacks():
+    """The attack registry, imported by name: importing it imports every attack, which only a stage that
+    reads the attack block runs (and so depends on)."""
+    return importlib.import_module(f"{__package__}.attacks").ATTACKS
 
 
 def _load_attack(block: Any, path: Path, registry, threat: Threat) -> AttackParams:
@@ -127,8 +126,7 @@ def _load_attack(block: Any, path: Path, registry, threat: Threat) -> AttackPara
             raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
         if name not in settings:
             raise UserError(f"{path}: 'attack.suite': unknown attack {name!r}; configured: {', '.join(settings)}")
-    return AttackParams(n=core.n, batch_size=core.batch_size, suite=tuple(core.suite), settings=settings,
-                        precision=core.precision, own_n=own_n, workers=core.workers, kinds=kinds)
+    return AttackParams(**dict(core), settings=settings, own_n=own_n, kinds=kinds)
 
 
 def _threat(raw: dict[str, Any], path: Path) -> Threat:

@@ -9,7 +9,10 @@ params.yaml (`foreach` / `matrix`), so `-S 'datasets=[...]'` and `-S 'seeds=[1,2
 work without re-rendering. Each stage's code dependencies are what its command imports,
 followed through the import graph when the pipeline runs (see `code_deps`): the first stage,
 `code`, hashes each command's files into `metrics/code/<command>.md5`, and a stage depends on
-its command's file, so a code change re-runs exactly the stages whose imports it touches. One dependency per stage instead of
+its command's file, so a code change re-runs exactly the stages whose imports it touches. A
+training's file is its run's, `train-<run>.md5`: the trainer with the modules of the run's method
+and add-on, which the method and add-on registries import by name (pipeline/core/registry.py),
+so editing TRADES re-trains trades and trades-awp only. One dependency per stage instead of
 its ~40 files keeps dvc.lock small; DVC re-reads and rewrites the whole lock after every stage.
 """
 
@@ -32,7 +35,7 @@ from .params import read_yaml
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")  # code the stages run that lives in this repository
 
-#: The stage commands whose code the `code` stage hashes (each one's file is a dep of its stages).
+#: The stage commands; the `code` stage hashes each one's code into a file its stages depend on (`fingerprinted`).
 COMMANDS = ("download", "preprocess", "train", "attack", "sanity", "analyze", "report", "aggregate")
 CODE_DIR = "metrics/code"
 
@@ -55,7 +58,10 @@ HEADER = """\
 # each of the further `seeds` adds its own stages (`...-seeds@<dataset>-<seed>`, files under
 # <dataset>.seed<seed>/) that no existing stage depends on, so adding a seed re-runs nothing done.
 # Code dependencies: stage `code` hashes the pipeline and stages modules each command imports,
-# transitively, into metrics/code/<command>.md5, the one code dependency of that command's stages.
+# transitively, into metrics/code/<command>.md5, the one code dependency of that command's stages;
+# a training's is its run's, train-<run>.md5: the trainer, the run's method and its add-on.
+# Stage `params` runs before all: it checks params.yaml as the stages read it, so bad params stop
+# `dvc repro` / `dvc exp run -S` before DVC deletes any output; its output's text never changes.
 """
 
 
@@ -174,16 +180,30 @@ def collapse(files: set[Path], root: Path = REPO) -> list[str]:
 def code_deps(command: str, root: Path = REPO) -> list[str]:
     """Code dependencies of `otjr stage <command>`: its command module and everything it imports.
 
-    The top-level `pipeline` package (pipeline/__init__.py, __main__.py) runs for every command;
-    its files are listed unless the whole package already is.
+    `train-<run>` is the training of one run: `train`'s code (the trainer, which imports no method) and
+    the modules of the run's method and add-on, with what they import. The top-level `pipeline`
+    package (pipeline/__init__.py, __main__.py) runs for every command; its files are listed unless
+    the whole package already is.
     """
+    command, _, run = command.partition("-")
     files = closure(f"stages.{command}", root, function=command) | closure("stages._cli", root)
+    if run:
+        r = parse_run(run, key="run")
+        for module in [METHODS.module(r.method), *(ADDONS.module(a) for a in r.addons)]:
+            files |= closure(module, root)
     files |= {root / "pipeline" / "__main__.py"}
     return collapse(files, root)
 
 
+def fingerprinted() -> list[str]:
+    """What the `code` stage hashes, one file each: every command but `train`, and `train-<run>` for every
+    registered run (a training depends on its own run's method and add-on only)."""
+    return [c for c in COMMANDS if c != "train"] + [f"train-{run}" for run in registered_runs()]
+
+
 def code_file(command: str) -> str:
-    """The file listing the hashes of `command`'s code: its stages' one code dependency."""
+    """The file listing the hashes of `command`'s code (`train-<run>`: one run's training): its stages' one
+    code dependency."""
     return f"{CODE_DIR}/{command}.md5"
 
 
@@ -205,7 +225,7 @@ def fingerprint(command: str, root: Path = REPO) -> str:
 def write_fingerprints(root: Path = REPO) -> list[Path]:
     """The `code` stage: each command's fingerprint, rewritten only where it changed; the files written."""
     written = []
-    for command in COMMANDS:
+    for command in fingerprinted():
         path, text = root / code_file(command), fingerprint(command, root)
         if not path.is_file() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,8 +308,8 @@ def _train(run: str, s: Seeding, code: list[str]) -> dict:
         "cmd": f"python -m pipeline stage train --dataset {ds} --method {run}{s.flag()}",
         "deps": [f"data/prepared/{ds}", *code],
         "params": s.params(train_params(run)),
-        "outs": [f"models/{folder}/{run}.safetensors"],
-        "metrics": [{f"metrics/train/{folder}/{run}/metrics.json": {"cache": False}}],
+        # the training's last-epoch figures: an output, not metrics (the headline is; the curves are plots)
+        "outs": [f"models/{folder}/{run}.safetensors", {f"metrics/train/{folder}/{run}/metrics.json": {"cache": False}}],
         "plots": [{f"metrics/train/{folder}/{run}/plots/metrics": {"cache": False, "x": "step"}}],
     }
     loop = s.loop(dataset="${datasets}")
@@ -334,14 +354,32 @@ PLOTS = [  # (file, template, x, y, title) of `dvc plots show`, written by the r
 ]
 
 
+PARAMS_CHECK = "metrics/params.ok"  # the `params` stage's output (pipeline.core.paths.params_check)
+
+
+def _after_params_check(stage: dict) -> dict:
+    """`stage` depending first on the `params` stage's output, so DVC runs the check before it."""
+    body = stage.get("do", stage)
+    body["deps"] = [PARAMS_CHECK, *body.get("deps", [])]
+    return stage
+
+
 def stages(root: Path = REPO, listed: list[str] | None = None) -> dict:
-    """Every stage of dvc.yaml, in order."""
+    """Every stage of dvc.yaml, in order: `params` first, and every other stage depending on it."""
+    return {"params": {  # re-checks on any edit of params.yaml or the code; persist: a refusal deletes nothing
+        "cmd": "python -m pipeline stage params",
+        "deps": ["params.yaml", *PACKAGES],
+        "outs": [{PARAMS_CHECK: {"cache": False, "persist": True}}]},
+        **{name: _after_params_check(stage) for name, stage in _stages(root, listed).items()}}
+
+
+def _stages(root: Path, listed: list[str] | None) -> dict:
     code = {c: [code_file(c)] for c in COMMANDS}
     out: dict = {
         "code": {  # first: what each command imports, hashed; a stage re-runs when its command's hashes change
             "cmd": "python -m pipeline stage code",
             "deps": list(PACKAGES),
-            "outs": [{code_file(c): {"cache": False}} for c in COMMANDS]},
+            "outs": [{code_file(c): {"cache": False}} for c in fingerprinted()]},
         "download": {"foreach": "${datasets}", "do": {
             "cmd": "python -m pipeline stage download --dataset ${item}",
             "deps": code["download"], "params": ["data.sources"], "outs": ["data/raw/${item}"]}},
@@ -354,7 +392,7 @@ def stages(root: Path = REPO, listed: list[str] | None = None) -> dict:
     for further in (False, True):
         s = Seeding(further)
         for run in runs(root, listed):
-            out[f"train-{run}{s.suffix}"] = _train(run, s, code["train"])
+            out[f"train-{run}{s.suffix}"] = _train(run, s, [code_file(f"train-{run}")])
     for further in (False, True):
         s = Seeding(further)
         out[f"attack{s.suffix}"] = _attack(s, code["attack"])
@@ -377,8 +415,13 @@ def stages(root: Path = REPO, listed: list[str] | None = None) -> dict:
         "always_changed": True,  # cheap; prints the results table at the end of every `dvc repro`
         "deps": ["metrics/attacks", "metrics/sanity", "metrics/report/report.md", *code["aggregate"]],
         "params": ["seed", "seeds", "datasets", "runs"],
-        "metrics": [{"metrics/summary.json": {"cache": False}}, {"metrics/summary_stats.json": {"cache": False}}],
-        "outs": ["metrics/summary.md"],
+        # persist: DVC would delete them before every run (it always runs), losing the committed summary
+        # when the stage fails; the stage replaces each atomically instead. The headline alone is metrics
+        # (`dvc exp show`, `otjr exp show`); the full summary and its statistics are outputs
+        "metrics": [{"metrics/headline.json": {"cache": False, "persist": True}}],
+        "outs": [{"metrics/summary.json": {"cache": False, "persist": True}},
+                 {"metrics/summary_stats.json": {"cache": False, "persist": True}},
+                 {"metrics/summary.md": {"persist": True}}],
     }
     return out
 

@@ -1,19 +1,19 @@
-"""params.yaml, validated once into typed objects.
+"""params.yaml, validated once into one tree of typed (pydantic) models: `Params`.
 
 Every science setting lives in params.yaml and has no hidden default here, so a run is
 fully described by that file. Method- and attack-specific settings are validated by the
-registered method or attack that owns them. Read with a YAML 1.2 loader so that values
-DVC writes (`-S lambda_j=1e-05`) stay numbers.
+registered method or attack that owns them (pipeline/config.py). Read with a YAML 1.2
+loader so that values DVC writes (`-S lambda_j=1e-05`) stay numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SerializeAsAny, field_validator, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import YAMLError
 
 from .analysis.params import AnalysisParams
@@ -180,16 +180,32 @@ class SpeedParams(Strict):
     sync_batchnorm: bool = Field(default=False, description="batch-norm statistics over all GPUs (multi-GPU CUDA runs)")
 
 
+class Threat(Strict):
+    """The threat model, stated once: the budget of each norm. The training adversary and the analyses take
+    `linf` unless they set their own `eps`; each attack instance takes its norm's unless it sets one."""
+
+    linf: LinfBudget
+    l2: PositiveBudget | None = None
+
+
+def _tuple(value: Any) -> Any:
+    """A YAML list as a tuple (params are immutable); anything else is left for the type check."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 class CoreBlock(Strict):
     """params.yaml's top-level keys other than `attack` and the method / add-on blocks."""
 
     seed: NonNegativeInt
-    seeds: list[NonNegativeInt] = Field(
-        default_factory=list, description="further seeds: each trains and evaluates every run once more")
+    seeds: Annotated[tuple[NonNegativeInt, ...], BeforeValidator(_tuple)] = Field(
+        default=(), description="further seeds: each trains and evaluates every run once more")
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
     threads: NonNegativeInt = 1  # torch's CPU threads per stage process (0: torch's default); results depend on it
-    datasets: list[str] = Field(min_length=1)
-    runs: list[str] = Field(min_length=1, description="the runs trained, evaluated and aggregated: a method or method-addon")
+    datasets: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
+    #: the runs trained, evaluated and aggregated: a method (`otjr`) or method-addon (`trades-awp`)
+    runs: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(
+        min_length=1, description="the runs trained, evaluated and aggregated: a method or method-addon")
+    threat: Threat
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -210,60 +226,39 @@ def _workers(value: Any) -> Any:
 Workers = Annotated[Literal["auto"] | int, BeforeValidator(_workers)]
 
 
-class Threat(Strict):
-    """The threat model, stated once: the budget of each norm. The training adversary and the analyses take
-    `linf` unless they set their own `eps`; each attack instance takes its norm's unless it sets one."""
-
-    linf: LinfBudget
-    l2: PositiveBudget | None = None
-
-
 class AttackBlock(Strict):
     """The `attack` block's own keys; each attack's settings are validated by the attack."""
 
-    n: PositiveInt
+    n: PositiveInt  # first n test images: the clean row, and every attack that sets no n of its own
     batch_size: PositiveInt
-    suite: list[str] = Field(min_length=1)
+    suite: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 (the paper's protocol) or bf16 autocast")
     workers: Workers = Field("auto", description="processes the attacks are spread over on a CPU with one torch "
                              "thread; auto: the CPUs this process may use (not a science setting)")
 
 
-@dataclass(frozen=True)
-class AttackParams:
-    n: int  # first n test images: the clean row, and every attack that sets no n of its own
-    batch_size: int
-    suite: tuple[str, ...]  # the instances run, in order (keys of `settings`)
-    settings: dict[str, BaseModel]  # instance name -> its validated hyper-parameters (eps from `threat` if unset)
-    precision: str = "fp32"  # model forwards of the evaluation: fp32 or bf16 autocast (pipeline/attacks/evaluate.py)
-    own_n: dict[str, int] = field(default_factory=dict)  # attack name -> its own first n (attack.<name>.n)
-    workers: int | str = "auto"  # processes the suite is spread over on a CPU with one torch thread (results unchanged)
-    kinds: dict[str, str] = field(default_factory=dict)  # instance name -> its attack kind (`attack.<name>.attack`)
+class AttackParams(AttackBlock):
+    """The validated `attack` block: its own keys and each attack instance's settings (pipeline/config.py)."""
+
+    settings: dict[str, SerializeAsAny[BaseModel]] = {}  # instance name -> its validated hyper-parameters (eps from `threat` if unset)
+    own_n: dict[str, int] = {}  # instance name -> its own first n (attack.<name>.n)
+    kinds: dict[str, str] = {}  # instance name -> its attack kind (`attack.<name>.attack`)
 
     def n_of(self, name: str) -> int:
         """How many of the first test images attack `name` sees."""
         return self.own_n.get(name, self.n)
 
 
-@dataclass(frozen=True)
-class Params:
-    seed: int
-    device: str
-    threads: int  # torch's CPU threads per stage process; 0 leaves torch's default (one per core)
-    datasets: tuple[str, ...]
-    runs: tuple[str, ...]  # the runs trained, evaluated and aggregated: a method (`otjr`) or method-addon (`trades-awp`)
-    data: DataParams
-    model: ModelParams
-    train: TrainParams
-    adversary: AdversaryParams
-    attack: AttackParams
-    sanity: SanityParams
-    analysis: AnalysisParams
-    speed: SpeedParams = field(default_factory=SpeedParams)
-    method_params: dict[str, BaseModel] = field(default_factory=dict)
-    addon_params: dict[str, BaseModel] = field(default_factory=dict)  # add-on name -> its validated block
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-    seeds: tuple[int, ...] = ()  # further seeds, after `seed`
+class Params(CoreBlock):
+    """params.yaml validated: its top-level keys, the attack block and the method and add-on blocks a stage reads.
+
+    pipeline/config.py builds it; a stage that does not read a block leaves it out (`attack` None, a method
+    or add-on absent from `method_params` / `addon_params`) and imports none of its registry.
+    """
+
+    attack: AttackParams | None = None
+    method_params: dict[str, SerializeAsAny[BaseModel]] = {}  # method name -> its validated settings
+    addon_params: dict[str, SerializeAsAny[BaseModel]] = {}  # add-on name -> its validated block
 
     @property
     def all_seeds(self) -> tuple[int, ...]:
@@ -291,6 +286,24 @@ class Params:
                         f"(settings of add-on '{name}')")
 
 
+def as_written(block: BaseModel) -> dict[str, Any]:
+    """A validated block's settings as params.yaml states them: the keys set, whole numbers as integers.
+
+    What a checkpoint records of a method's and an add-on's settings (and the resume state fingerprints):
+    `beta: 6` stays 6 where the model holds 6.0, so `-S trades.beta=6.0` trains and records alike.
+    """
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(block.model_dump(exclude_unset=True))
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Load a YAML 1.2 mapping; a missing or malformed file is one clear line."""
     text = read_text(Path(path), what="params file")
@@ -299,6 +312,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
+        if isinstance(err, DuplicateKeyError):  # its problem names the key, never a value
+            key = str(err.problem).split('"')[1]
+            raise UserError(f"{path}: duplicate key {key!r}{where}") from None
         raise UserError(f"{path}: not valid YAML{where}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys to values at the top level")

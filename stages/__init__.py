@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import typer
 
-from . import aggregate, attack, code, download, preprocess, preset, sanity, train
+from . import aggregate, attack, code, download, params, preprocess, preset, sanity, train
 from . import analyze, report, sensitivity
-from . import bench, evaluate, export, render
+from . import bench, docs, evaluate, exp, export, render, repro
+from ._cli import PLAIN_HELP, run
 
-app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False)
-stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True)
+app = typer.Typer(help="OTJR robustness pipeline.", no_args_is_help=True, add_completion=False, **PLAIN_HELP)
+stage = typer.Typer(help="Run one pipeline stage (what `dvc repro` runs).", no_args_is_help=True, **PLAIN_HELP)
 app.add_typer(stage, name="stage")
 
 for module, fn in [
+    (params, params.params),
     (code, code.code),
     (download, download.download),
     (preprocess, preprocess.preprocess),
@@ -35,10 +37,13 @@ for module, fn in [
 
 
 app.command("preset")(preset.preset)
+app.command("repro")(repro.repro)
 app.command("bench")(bench.bench)
 app.command("evaluate", help=evaluate.__doc__)(evaluate.evaluate)
 app.add_typer(export.export_app, name="export")
 app.add_typer(render.dvc_app, name="dvc")
+app.add_typer(exp.exp_app, name="exp")
+app.add_typer(docs.docs_app, name="docs")
 
 
 @app.command("list")
@@ -55,20 +60,5 @@ def list_registered() -> None:
 
 
 def main() -> None:
-    """The command line; under DVC a stage runs in a warm process that already imported torch (`_warm`)."""
-    import sys
-
-    from . import _warm
-
-    if _warm.enabled(sys.argv):
-        code = _warm.run(sys.argv)
-        if code is not None:
-            sys.exit(code)
-    main_here()
-
-
-def main_here() -> None:
-    """The command line, in this process."""
-    from ._cli import run
-
+    """The command line."""
     run(app)

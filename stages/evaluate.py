@@ -13,13 +13,13 @@ from typing import Optional
 
 import typer
 
+from pipeline.core.errors import UserError
+
 from ._cli import DATASET, one_line_errors, shown
 
 
 def floats(text: Optional[str], key: str) -> Optional[list[float]]:
     """'0.49,0.48,0.45' -> [0.49, 0.48, 0.45]."""
-    from pipeline.core.errors import UserError
-
     if text is None:
         return None
     try:
@@ -29,8 +29,6 @@ def floats(text: Optional[str], key: str) -> Optional[list[float]]:
 
 
 def json_object(text: Optional[str], key: str) -> Optional[dict]:
-    from pipeline.core.errors import UserError
-
     if text is None:
         return None
     try:

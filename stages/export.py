@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from ._cli import DATASET, one_line_errors, shown
+from ._cli import DATASET, PLAIN_HELP, one_line_errors, shown
 
-export_app = typer.Typer(help="Write results in other tools' formats.", no_args_is_help=True)
+export_app = typer.Typer(help="Write results in other tools' formats.", no_args_is_help=True, **PLAIN_HELP)
 
 
 @export_app.command("robustbench")

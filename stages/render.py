@@ -2,9 +2,9 @@
 
 import typer
 
-from ._cli import one_line_errors
+from ._cli import PLAIN_HELP, one_line_errors
 
-dvc_app = typer.Typer(help="The DVC pipeline file, rendered from the registries.", no_args_is_help=True)
+dvc_app = typer.Typer(help="The DVC pipeline file, rendered from the registries.", no_args_is_help=True, **PLAIN_HELP)
 
 
 @dvc_app.command("render")

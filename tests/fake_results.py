@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from pipeline.core import paths
+from pipeline.core import paths, timing
 
 VERSIONS = {"python": "3.11", "torch": "2.x"}
 
@@ -50,8 +50,7 @@ def analysis_run(scale: float, cell: float, channels: int = 16, layers: int = 5,
     grid = [[3 if math.hypot(i - half, j - half) <= cell else (1 if j > half else 7) for j in range(resolution)]
             for i in range(resolution)]
     return {
-        "training": {"model": "wrn34_10", "epochs": 100, "train_seconds": 100 * 60 * scale,
-                     "seconds_per_epoch": 60 * scale, "device": "cuda"},
+        "training": {"model": "wrn34_10", "epochs": 100, "device": "cuda"},
         "input_gradient": {"steps": [0, 1, 5, 10, 15, 20],
                            "mean_abs": [scale * 1e-3 * (1 + k / 10) for k in (0, 1, 5, 10, 15, 20)]},
         "activations": {"layer": "net.linear", "channels": channels, "order": list(range(channels)),
@@ -102,8 +101,10 @@ def build_fake_world(with_digits: bool = True) -> dict:
     write(paths.analysis_result("cifar10"), analysis_record("cifar10", {
         "xe": analysis_run(10.0, 2), "pgd_at": analysis_run(2.0, 3.5), "otjr": analysis_run(1.0, 4.5),
         "sw": analysis_run(1.2, 4)}))
-    for run in ("xe", "pgd_at", "otjr", "sw"):
+    for run, scale in (("xe", 10.0), ("pgd_at", 2.0), ("otjr", 1.0), ("sw", 1.2)):
         training_log("cifar10", run, 5, adversarial=run != "xe")
+        timing.write("train", "cifar10", run, device="cuda", train_seconds=100 * 60 * scale,
+                     epoch_seconds=[60 * scale] * 100)
     if with_digits:
         for run, acc in {"xe": {"clean": 98.0, "pgd20": 0.0, "worst_case": 0.0},
                          "pgd_at": {"clean": 96.0, "pgd20": 58.0, "worst_case": 57.0},

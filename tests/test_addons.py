@@ -141,11 +141,12 @@ def test_lbgat_teacher_is_part_of_the_resume_state(digits, monkeypatch):
     from pipeline.methods import parse_run
     from pipeline.models import read_checkpoint
     from pipeline.config import load_params
+    from pipeline.params import read_yaml
     from pipeline.train import loop
 
     params, run = load_params(), parse_run("trades-lbgat")
     reference, info = read_checkpoint(loop.fit("digits", run, params, show_progress=False))
-    assert info["settings"]["addons"] == {"lbgat": params.raw["lbgat"]}
+    assert info["settings"]["addons"] == {"lbgat": read_yaml(paths.params_file())["lbgat"]}  # as written
     paths.checkpoint("digits", run.name).unlink()
 
     real_lr_at = loop.lr_at

@@ -2,13 +2,16 @@
 
 Every case must end with exit code 2, exactly one line on stderr naming the key or the
 file at fault, and `git status` of the project clean: no tracked result changed, deleted
-or half-written, nothing new left beside them.
+or half-written, nothing new left beside them. The params cases run under DVC too: in a
+project `dvc repro` finished, `dvc repro` and `dvc exp run -S` stop at the `params` stage,
+before DVC deletes any output.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -20,15 +23,11 @@ from typing import Callable
 import pytest
 
 from conftest import REPO, TINY, run_cli, set_dotted, write_params
+from dvc_project import dvc, git, reproduced  # noqa: F401 (a fixture)
 from formats import write_intel
 
 SETTINGS = {**TINY, "train.epochs": 2, "train.eval_n": 16, "model.args.width": 4, "attack.n": 16,
             "attack.suite": ["fgsm", "pgd20", "l2_pgd"]}
-
-
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=root, check=True,
-                          capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +38,9 @@ def finished(tmp_path_factory) -> Path:
     shutil.copyfile(REPO / ".gitignore", root / ".gitignore")
     for args in (["download"], ["preprocess"], ["train", "--method", "xe"], ["attack", "--method", "xe"]):
         run_cli("stage", args[0], "--dataset", "digits", *args[1:], cwd=root, check=True)
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "finished")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "finished")
     return root
 
 
@@ -95,6 +94,17 @@ def _checkpoint_meta(root: Path, change: Callable[[dict], None]) -> None:
     save_tensors(path, tensors, metadata)
 
 
+def _nan_weights(root: Path) -> None:
+    """One weight NaN, as a diverged training leaves them."""
+    from pipeline.core.io import load_tensors, save_tensors
+
+    path = root / "models" / "digits" / "xe.safetensors"
+    tensors, metadata = load_tensors(path)
+    name = next(k for k, v in tensors.items() if k.endswith("weight") and v.is_floating_point())
+    tensors[name].view(-1)[0] = float("nan")
+    save_tensors(path, tensors, metadata)
+
+
 def _nest(depth: int):
     value: list = []
     for _ in range(depth):
@@ -136,6 +146,19 @@ def _unwritable(root: Path) -> None:
     os.chmod(root / "metrics" / "attacks" / "digits", 0o555)
 
 
+def _duplicate_key(root: Path) -> None:
+    with open(root / "params.yaml", "a") as f:
+        f.write("seed: 3\n")
+
+
+def _linked_params(root: Path) -> None:
+    """params.yaml a symbolic link to a file outside the project whose first line is a secret."""
+    secret = root.parent / f"{root.name}-secret.txt"
+    secret.write_text("hunter2: the secret\n" + (root / "params.yaml").read_text())
+    (root / "params.yaml").unlink()
+    (root / "params.yaml").symlink_to(secret)
+
+
 TRAIN = ["stage", "train", "--dataset", "digits", "--method", "xe"]
 ATTACK = ["stage", "attack", "--dataset", "digits", "--method", "xe"]
 SANITY = ["stage", "sanity", "--dataset", "digits", "--method", "xe"]
@@ -152,6 +175,10 @@ CASES = {
                                          ["attack.l2_pgd.eps", "diameter"]),
     "training adversary eps above 1": (lambda r: _params(r, adversary__eps=2.0), TRAIN, ["adversary.eps"]),
     "sanity sweep eps above 1": (lambda r: _params(r, sanity__eps_sweep=[0.1, 1.5]), SANITY, ["sanity.eps_sweep.1"]),
+    "zero epochs": (lambda r: _params(r, train__epochs=0), TRAIN, ["train.epochs", "(got 0)"]),
+    "a key with a non-ASCII letter": (lambda r: _params(r, λ_j=0.01), ATTACK, ["unknown key 'λ_j'"]),
+    "duplicate key": (_duplicate_key, ATTACK, ["params.yaml", "duplicate key 'seed'"]),
+    "params.yaml a symbolic link": (_linked_params, ATTACK, ["params.yaml", "symbolic link"]),
     # prepared data
     "truncated test shard": (lambda r: os.truncate(_shard(r, "test"), 20000), ATTACK,
                              ["test.safetensors", "truncated"]),
@@ -176,6 +203,7 @@ CASES = {
                                      ATTACK, ["xe.safetensors", "per input channel"]),
     "checkpoint metadata nested too deep": (lambda r: _checkpoint_meta(r, lambda m: m.update(extra=_nest(40))),
                                             ATTACK, ["xe.safetensors", "nested"]),
+    "checkpoint weights NaN": (_nan_weights, ATTACK, ["xe.safetensors", "weights not finite", "NaN"]),
     # outputs and concurrency
     "output folder in the way of a file": (lambda r: (r / "metrics" / "sanity").write_text("x"), SANITY,
                                            ["metrics/sanity", "cannot be written"]),
@@ -194,8 +222,8 @@ def test_bad_input_is_one_line_and_changes_nothing(finished, tmp_path, case):
     root = tmp_path / "project"
     shutil.copytree(finished, root, symlinks=True)
     mutate(root)
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "bad input", "--allow-empty")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "bad input", "--allow-empty")
     proc = run_cli(*args, cwd=root)
     os.chmod(root / "metrics" / "attacks" / "digits", 0o755)
     lines = proc.stderr.splitlines()
@@ -203,4 +231,88 @@ def test_bad_input_is_one_line_and_changes_nothing(finished, tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
-    assert _git(root, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(root, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+# ------------------------------------------------------------------ the params cases under DVC
+PARAMS_CASES = [c for c in CASES if list(CASES).index(c) < list(CASES).index("truncated test shard")]
+#: One params case of each kind under `dvc repro` (each costs a DVC run): a file DVC itself cannot read, a
+#: key, a value, a budget checked against the prepared images, YAML, a link. That `otjr stage params` refuses
+#: every params case is the test below; that DVC runs it before anything else, these.
+DVC_CASES = ["params not UTF-8 (in a comment)", "a key with a non-ASCII letter", "zero epochs",
+             "L2 eps beyond the image diameter", "duplicate key", "params.yaml a symbolic link"]
+#: Params cases `dvc exp run -S` can express, as its -S argument (DVC's own grammar refuses `λ_j=...`).
+SET_CASES = {"zero epochs": "train.epochs=0", "L2 eps beyond the image diameter": "attack.l2_pgd.eps=9.0"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PARAMS_CASES)
+def test_the_params_stage_refuses_every_params_case(finished, tmp_path, case):
+    """`otjr stage params`, dvc.yaml's first stage, refuses each params case with the stage's own line."""
+    mutate, _, fragments = CASES[case]
+    root = tmp_path / "project"
+    shutil.copytree(finished, root, symlinks=True)
+    mutate(root)
+    proc = run_cli("stage", "params", cwd=root)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert all(f in lines[0] for f in fragments), lines[0]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file of the project but git's and DVC's own bookkeeping, with its bytes."""
+    skip = (".git", ".dvc", ".otjr")
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.relative_to(root).parts[0] not in skip}
+
+
+def _git_changes(root: Path) -> str:
+    """`git status --porcelain`, every file re-hashed (DVC restores mtimes, which hides same-size edits from git)."""
+    (root / ".git" / "index").unlink()
+    git(root, "reset", "-q")
+    return git(root, "status", "--porcelain", "--untracked-files=all")
+
+
+def _assert_refused_at_params(proc: subprocess.CompletedProcess, case: str) -> None:
+    """DVC failed having run no stage but `params`, which printed the case's one line; or DVC refused the file
+    itself before running any stage (params.yaml not UTF-8: DVC reads it for the stages' params)."""
+    assert proc.returncode != 0
+    ran = re.findall(r"Running stage '([^']+)'", proc.stdout)
+    assert ran in ([], ["params"]), proc.stdout
+    if ran:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and all(f in errors[0] for f in CASES[case][2]), proc.stderr
+    else:
+        assert "params.yaml" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DVC_CASES)
+def test_bad_params_under_dvc_repro_delete_nothing(reproduced, tmp_path, case):
+    """Each params case stops `dvc repro` at its first stage, `params`, with the stage's one line: every file
+    (models, records, the always-run aggregate's summary) is as committed."""
+    root = tmp_path / "project"
+    shutil.copytree(reproduced, root, symlinks=True)
+    CASES[case][0](root)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "bad params", "--allow-empty")
+    before = _files(root)
+    proc = dvc(root, "repro")
+    _assert_refused_at_params(proc, case)
+    assert "hunter2" not in proc.stdout + proc.stderr
+    assert _files(root) == before
+    assert _git_changes(root) == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SET_CASES))
+def test_bad_params_under_dvc_exp_run_delete_nothing(reproduced, tmp_path, case):
+    """`dvc exp run -S key=bad` stops at `params` too; DVC leaves its edit in params.yaml (as after a run that
+    succeeds), the one file changed: `git checkout params.yaml` is the whole way back."""
+    root = tmp_path / "project"
+    shutil.copytree(reproduced, root, symlinks=True)
+    before = _files(root)
+    _assert_refused_at_params(dvc(root, "exp", "run", "-S", SET_CASES[case]), case)
+    after = _files(root)
+    assert {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} == {"params.yaml"}
+    assert _git_changes(root) == " M params.yaml\n"

@@ -37,29 +37,15 @@ def test_bench_rejects_bad_input_in_one_line(project):
     assert proc.returncode == 2 and "unknown method 'madry'" in proc.stderr
 
 
-def test_training_imports_neither_dynamo_nor_torchvision(digits):
-    """Each of dvc repro's stage processes would pay ~1.5 s for torch._dynamo (torch.optim and torchvision import it)."""
+def test_training_does_not_import_torchvision(digits):
+    """torchvision costs a stage process ~1.6 s (it imports torch._dynamo): only the sources and models that use it load it."""
     code = (
         "import sys, torch; torch.set_num_threads(1)\n"
         "from pipeline import api\n"
         "api.train('digits', 'otjr-awp')\n"
-        "print(sorted(m for m in ('torch._dynamo', 'torchvision') if m in sys.modules))\n"
+        "print('torchvision' in sys.modules)\n"
     )
     env = {"PYTHONPATH": str(REPO), "OTJR_ROOT": str(digits), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=digits, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_repro_stages_counts_each_stage_to_the_next_ones_start():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import repro_stages
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    lines = [(0.5, "Running stage 'code':\n"), (1.0, "code: 0 of 8 fingerprints changed\n"),
-             (2.0, "Running stage 'train-otjr-awp@digits':\n"), (9.5, "Updating lock file 'dvc.lock'\n"),
-             (10.0, "Running stage 'attack@digits-otjr':\n")]
-    seconds = repro_stages.stage_seconds(lines, end=14.0)
-    assert seconds == {"code": 1.5, "train-otjr-awp@digits": 8.0, "attack@digits-otjr": 4.0}
-    assert [repro_stages.kind(s) for s in seconds] == ["code", "train", "attack"]
+    assert proc.stdout.strip().splitlines()[-1] == "False"

@@ -55,3 +55,55 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 def test_missing_checkpoint_is_one_line(tmp_path):
     with pytest.raises(UserError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("value, word", [(float("nan"), "NaN"), (float("inf"), "infinite")])
+def test_non_finite_weights_are_refused_at_load_naming_the_tensor(tmp_path, value, word):
+    spec = model_spec("small_cnn", {"width": 4}, num_classes=3, in_channels=1, mean=[0.5], std=[0.2])
+    model = build(spec)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, spec, {})
+    tensors, meta = load_tensors(path)
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)[-1]
+    tensors[name].view(-1)[1] = value
+    save_tensors(path, tensors, meta)
+    with pytest.raises(UserError, match=f"weights not finite: tensor '{name}' holds {word} values"):
+        load_checkpoint(path)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    path = tmp_path / "m.safetensors"
+    save_tensors(path, {"a": torch.ones(3)}, {"v": 1})
+    before = path.read_bytes()
+
+    def full(tensors, filename, metadata=None):  # what safetensors raises when the disk fills mid-write
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 10)
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(UserError, match="m.safetensors: cannot be written: no space left on device"):
+        save_tensors(path, {"a": torch.zeros(3)}, {"v": 2})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_a_full_disk_outside_the_atomic_writers_is_one_line_exit_2(capsys):
+    import errno
+    import os
+
+    import typer
+
+    from stages._cli import one_line_errors
+
+    @one_line_errors
+    def stage() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "metrics/train/digits/xe/metrics.json")
+
+    with pytest.raises(typer.Exit) as exit_:
+        stage()
+    assert exit_.value.exit_code == 2
+    assert capsys.readouterr().err == ("error: metrics/train/digits/xe/metrics.json: cannot be written: no space left "
+                                       "on device; free some and re-run\n")

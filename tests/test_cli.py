@@ -19,6 +19,13 @@ def test_help_lists_every_stage(project):
         assert name in out
 
 
+def test_help_is_plain_text_wrapped_to_the_terminal_with_whole_defaults(project):
+    out = run_cli("stage", "train", "--help", cwd=project, env={"COLUMNS": "80"}, check=True).stdout
+    assert "<bool>" not in out and "<str>" not in out and "╭" not in out  # rich's metavars and boxes
+    assert "--resume / --no-resume" in out and "[default: resume]" in out and "--seed SEED" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -43,10 +50,13 @@ def test_bad_identity_arguments(project, args, fragments):
 
 
 def test_invalid_params_stop_before_any_work(project):
-    write_params(project, {"num_projections": 0})
+    write_params(project, {"train.epochs": 0})  # every stage reads the top-level keys
     proc = run_cli("stage", "download", "--dataset", "digits", cwd=project)
-    assert_one_line_error(proc, "num_projections")
+    assert_one_line_error(proc, "train.epochs")
     assert not paths.raw_dir("digits").exists()
+    write_params(project, {"num_projections": 0})  # OTJR's block: its trainings read it (and no other stage)
+    proc = run_cli("stage", "train", "--dataset", "digits", "--method", "otjr", cwd=project)
+    assert_one_line_error(proc, "num_projections")
 
 
 def _checkpoint_case(project, kind: str):

@@ -20,7 +20,6 @@ from pipeline.methods.jacobian import jacobian_mode
 from pipeline.models import create
 from pipeline.config import load_params
 from pipeline.core.pgd import Adversary
-from pipeline.train.sgd import SGD
 from pipeline.train.speed import Speed, prepare
 from pipeline.train.step import Step
 
@@ -60,7 +59,7 @@ def _step(params, run: str, jacobian: str = "exact", speed: Speed | None = None,
                                                        jacobian_mode(jacobian, params.speed.fd_step)))
     if objective_wrapper is not None:
         method.objective = objective_wrapper(method.objective)
-    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
     addon = None
     for name in addons:
         new = lambda: create("small_cnn", num_classes=10, in_channels=1, width=4)  # noqa: E731

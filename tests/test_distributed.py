@@ -46,7 +46,6 @@ def _train(run_name: str, model_kind: str, ranks):
     from pipeline.core.pgd import Adversary
     from pipeline.train import distributed
     from pipeline.train.batches import Batches
-    from pipeline.train.sgd import SGD
     from pipeline.train.step import Step
 
     params = load_params(REPO / "params.yaml")
@@ -60,7 +59,7 @@ def _train(run_name: str, model_kind: str, ranks):
 
     torch.manual_seed(0)
     model = new_model()
-    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     method = METHODS.get(run.method)(params.for_method(run.method), Setup(Adversary(0.1, 0.03, 2), 4))
     addon = None
     for name in run.addons:

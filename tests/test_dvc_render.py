@@ -4,6 +4,7 @@ re-running any existing one (on a copy of the pipeline whose commands only write
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from pydantic import Field
 from ruamel.yaml import YAML
 
-from conftest import REPO
+from conftest import REPO, write_params
 from pipeline import dvc_render
 from pipeline.core.errors import UserError
 from pipeline.core.schema import Strict
@@ -80,6 +81,13 @@ def test_train_stages_follow_the_runs_params_yaml_evaluates(tmp_path):
 
 def test_code_deps_are_what_each_command_imports():
     deps = {c: dvc_render.code_deps(c) for c in ("download", "train", "attack", "sanity", "report", "aggregate")}
+    # the trainer imports no method and no attack: a training's own method and add-on come with its run
+    assert not any(d.startswith(("pipeline/attacks", "pipeline/methods/otjr.py")) for d in deps["train"])
+    for command in ("download", "preprocess"):
+        assert not any(d.startswith(("pipeline/attacks", "pipeline/sanity")) for d in dvc_render.code_deps(command))
+    awp = set(dvc_render.code_deps("train-trades-awp"))
+    assert {"pipeline/methods/trades.py", "pipeline/methods/awp.py"} <= awp
+    assert awp - {"pipeline/methods/trades.py", "pipeline/methods/awp.py"} == set(deps["train"])
     for command, found in deps.items():
         assert {"pipeline/params.py", "pipeline/api.py", f"stages/{command}.py"} <= set(found), command
         assert any(d == "pipeline/core" or d.startswith("pipeline/core/") for d in found), command
@@ -88,6 +96,18 @@ def test_code_deps_are_what_each_command_imports():
     assert "pipeline/sanity" in deps["sanity"] and "pipeline/sanity" not in deps["attack"]
     assert not any(d.startswith("pipeline/report") for d in deps["train"] + deps["attack"])
     assert not any(d.startswith("pipeline/external") for c in deps for d in deps[c])  # only `otjr evaluate` uses it
+
+
+def test_every_module_that_registers_a_method_or_add_on_is_listed_in_its_registry():
+    """The registries import an entry's module by name: a module they do not list would never register."""
+    from pipeline.methods import ADDONS
+
+    found = {"\n@register\n": set(), "\n@register_addon\n": set()}
+    for path in sorted((REPO / "pipeline" / "methods").glob("*.py")):
+        found = {mark: names | ({path.stem} if mark in path.read_text() else set()) for mark, names in found.items()}
+    for registry, names in zip((METHODS, ADDONS), found.values()):
+        assert set(registry.names()) == names
+        assert all(registry.get(n).__module__ == f"pipeline.methods.{n}" for n in names)
 
 
 def _fake_checkout(tmp_path: Path) -> Path:
@@ -112,7 +132,7 @@ def test_fingerprint_lists_every_file_of_the_code_deps_with_its_md5(tmp_path):
 
 def test_fingerprints_change_exactly_for_the_commands_that_import_a_changed_file(tmp_path):
     root = _fake_checkout(tmp_path)
-    assert len(dvc_render.write_fingerprints(root)) == len(dvc_render.COMMANDS)
+    assert len(dvc_render.write_fingerprints(root)) == len(dvc_render.fingerprinted())
     assert dvc_render.write_fingerprints(root) == []  # unchanged code: no file rewritten
     with open(root / "pipeline" / "sanity" / "rules.py", "a") as f:
         f.write("# edited\n")
@@ -120,7 +140,11 @@ def test_fingerprints_change_exactly_for_the_commands_that_import_a_changed_file
     assert "sanity" in changed and not changed & {"download", "preprocess", "train", "attack"}
     with open(root / "pipeline" / "core" / "pgd.py", "a") as f:
         f.write("# edited\n")
-    assert {"train", "attack", "analyze"} <= {p.stem for p in dvc_render.write_fingerprints(root)}
+    assert {"train-xe", "attack", "analyze"} <= {p.stem for p in dvc_render.write_fingerprints(root)}
+    with open(root / "pipeline" / "methods" / "trades.py", "a") as f:
+        f.write("# edited\n")
+    assert {p.stem for p in dvc_render.write_fingerprints(root)} == {"train-trades", "train-trades-awp",
+                                                                     "train-trades-lbgat"}
 
 
 def test_every_stage_but_code_depends_on_its_commands_fingerprint_only():
@@ -128,7 +152,56 @@ def test_every_stage_but_code_depends_on_its_commands_fingerprint_only():
         body = stage.get("do", stage)
         code = [d for d in body["deps"] if d.startswith(("pipeline", "stages", dvc_render.CODE_DIR))]
         command = body["cmd"].split()[4]
-        assert code == (list(dvc_render.PACKAGES) if name == "code" else [dvc_render.code_file(command)]), name
+        whole = name in ("code", "params")  # they run before the fingerprints exist, on every code change
+        if command == "train":  # one fingerprint per run: its method and add-on
+            command = f"train-{body['cmd'].split('--method ')[1].split()[0]}"
+        assert code == (list(dvc_render.PACKAGES) if whole else [dvc_render.code_file(command)]), name
+
+
+def test_the_params_check_comes_before_every_stage_and_its_refusal_deletes_nothing():
+    stages = dvc_render.stages()
+    first = stages["params"]
+    assert list(stages)[0] == "params" and "params.yaml" in first["deps"]
+    assert first["outs"] == [{dvc_render.PARAMS_CHECK: {"cache": False, "persist": True}}]
+    for name, stage in list(stages.items())[1:]:
+        assert stage.get("do", stage)["deps"][0] == dvc_render.PARAMS_CHECK, name
+    # the always-run aggregate keeps the committed summary when it fails: DVC deletes no persisted output
+    aggregate = stages["aggregate"]
+    assert all(next(iter(m.values()))["persist"] for m in aggregate["metrics"] + aggregate["outs"])
+
+
+STAGE_RUNS = {  # fingerprint -> a command line of it that stops at missing data, after importing what it runs
+    "download": ["stage", "download", "--dataset", "nosuch"],
+    "train-xe": ["stage", "train", "--dataset", "digits", "--method", "xe"],
+    "train-trades-awp": ["stage", "train", "--dataset", "digits", "--method", "trades-awp"],
+    "attack": ["stage", "attack", "--dataset", "digits", "--method", "otjr"],
+    "sanity": ["stage", "sanity", "--dataset", "digits", "--method", "otjr"],
+    "analyze": ["stage", "analyze", "--dataset", "digits"],
+}
+
+
+@pytest.mark.parametrize("command", list(STAGE_RUNS))
+def test_a_stage_imports_only_code_its_fingerprint_lists(tmp_path, command):
+    """The fingerprint is what runs: every pipeline module the stage's process imports (its `sys.modules` at
+    exit) is hashed in its file, so no edit to code a stage runs goes unnoticed; the registries import by name."""
+    write_params(tmp_path)
+    show = "import atexit, sys; atexit.register(lambda: print('modules:', *sys.modules, file=sys.stderr))"
+    proc = subprocess.run([sys.executable, "-c", f"{show}; from stages import main; main()", *STAGE_RUNS[command]],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OTJR_ROOT": str(tmp_path)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "error:" in proc.stderr, proc.stderr[-2000:]  # missing data, after the imports
+    imported = proc.stderr.split("modules:", 1)[1].split()
+    ours = {m for m in imported if m.split(".")[0] == "pipeline"}
+    listed = {line.split("  ", 1)[1] for line in dvc_render.fingerprint(command).splitlines()}
+    unlisted = {m for m in ours if dvc_render.module_file(m).relative_to(REPO).as_posix() not in listed}
+    assert not unlisted, f"{command} imports code its fingerprint misses: {sorted(unlisted)}"
+    loaded = {m.rsplit(".", 1)[1] for m in ours if m.startswith(("pipeline.methods.", "pipeline.attacks."))}
+    registered = set(METHODS.names()) | {"awp", "lbgat"}
+    if command.startswith("train-"):
+        assert loaded & registered == set(command.split("-")[1:]) and not any(m.startswith("pipeline.attacks")
+                                                                                  for m in ours)
+    else:
+        assert not loaded & registered and (command in ("attack", "sanity")) == ("pipeline.attacks.apgd" in ours)
 
 
 def test_closure_follows_relative_and_function_level_imports(tmp_path):
@@ -205,7 +278,7 @@ def fake_pipeline(tmp_path_factory) -> Path:
     stages = dvc_render.stages(listed=dvc_render.registered_runs())
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        if name != "code":  # the real one: it hashes the copied code
+        if name not in ("code", "params"):  # the real ones: they hash the copied code, check its params
             body["cmd"] = "python fake.py " + " ".join(_outs(body))
     with open(root / "dvc.yaml", "w") as f:
         yaml.dump({"stages": stages}, f)
@@ -234,10 +307,10 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
         again = _ran(root, "repro")
         assert (root / "models" / "digits.seed2" / "otjr.safetensors").is_file()
     finally:
-        _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
+        _run("git", "checkout", "--", ".", cwd=root)  # params.yaml, dvc.lock, the git-tracked (cache: false) outputs
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
-    assert ran - new == {"report", "aggregate"}  # they read every seed
+    assert ran - new == {"params", "report", "aggregate"}  # params.yaml changed; report and aggregate read every seed
     methods = yaml.load((root / "params.yaml").read_text())["runs"]
     assert new == ({f"train-{r}-seeds@digits-{s}" for r in methods for s in (1, 2)}
                    | {f"{k}-seeds@digits-{m}-{s}" for k in ("attack", "sanity") for m in methods for s in (1, 2)})
@@ -258,7 +331,7 @@ def _repro_with(root: Path, key: str, value) -> set[str]:
     try:
         return _ran(root, "repro")
     finally:
-        _run("git", "checkout", "params.yaml", "dvc.lock", cwd=root)
+        _run("git", "checkout", "--", ".", cwd=root)  # params.yaml, dvc.lock, the git-tracked (cache: false) outputs
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
 
 
@@ -281,19 +354,52 @@ def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pi
                                                                       for m in methods}
 
 
+def _edited(root: Path, file: str, *dvc: str) -> str:
+    """`dvc <args>` (each a tuple) after a comment is added to `file`; the file, the code stage's outputs,
+    dvc.lock and the outputs back as committed after. The last command's output."""
+    path = root / file
+    original = path.read_text()
+    path.write_text(original + "# edited\n")
+    try:
+        return [_run(sys.executable, "-m", "dvc", *args, cwd=root) for args in dvc][-1]
+    finally:
+        path.write_text(original)
+        _run("git", "checkout", "--", ".", cwd=root)  # dvc.lock, the fingerprints, the git-tracked outputs
+        _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
+
+
+def _each(kinds: tuple[str, ...], runs: list[str]) -> set[str]:
+    return {f"{k}@digits-{r}" for k in kinds for r in runs}
+
+
+#: A comment added to a file -> the stages whose code it is: what `dvc status` lists once the code stage ran
+#: (`aggregate` aside: it always runs). Add-on runs as rendered for every registered run.
+EDITS = {
+    "pipeline/attacks/apgd.py": lambda runs: _each(("attack", "sanity"), runs) | {"report"},
+    "pipeline/sanity/rules.py": lambda runs: _each(("sanity",), runs),
+    "pipeline/methods/trades.py": lambda runs: {f"train-{r}@digits" for r in ("trades", "trades-awp", "trades-lbgat")},
+    "pipeline/methods/awp.py": lambda runs: {f"train-{r}@digits" for r in ("trades-awp", "otjr-awp")},
+    "pipeline/train/loop.py": lambda runs: {f"train-{r}@digits" for r in runs},
+    "pipeline/report/tables.py": lambda runs: {"report"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", list(EDITS))
+def test_a_code_edit_changes_exactly_the_stages_that_run_that_code(fake_pipeline, file):
+    root = fake_pipeline
+    status = json.loads(_edited(root, file, ("repro", "-q", "code"), ("status", "--json")))
+    runs = yaml.load((root / "params.yaml").read_text())["runs"]
+    assert set(status) - {"aggregate"} == EDITS[file](runs)
+
+
 @pytest.mark.slow
 def test_a_code_change_reruns_only_the_stages_that_import_it(fake_pipeline):
     root = fake_pipeline
-    rules = root / "pipeline" / "sanity" / "rules.py"
-    original = rules.read_text()
-    rules.write_text(original + "# edited\n")
-    try:
-        ran = _ran(root, "repro")
-    finally:
-        rules.write_text(original)
-        _run("git", "checkout", "dvc.lock", dvc_render.CODE_DIR, cwd=root)
-        _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     methods = yaml.load((root / "params.yaml").read_text())["runs"]
-    assert not any(s.startswith(("train-", "attack", "download", "preprocess")) for s in ran)
-    assert {s for s in ran if s.startswith("sanity")} == {f"sanity@digits-{m}" for m in methods}
-    assert "code" in ran
+    ran = set(re.findall(r"Running stage '([^']+)'", _edited(root, "pipeline/sanity/rules.py", ("repro",))))
+    assert ran == {"code", *_each(("sanity",), methods), "report", "aggregate"}  # and what reads sanity's records
+    ran = set(re.findall(r"Running stage '([^']+)'", _edited(root, "pipeline/methods/trades.py", ("repro",))))
+    trades = ["trades", "trades-awp", "trades-lbgat"]
+    assert ran == {"code", *(f"train-{r}@digits" for r in trades), *_each(("attack", "sanity"), trades),
+                   "analyze@digits", "report", "aggregate"}  # analyze reads every model of the dataset

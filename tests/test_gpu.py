@@ -24,7 +24,6 @@ from pipeline.models import create
 from pipeline.config import load_params
 from pipeline.params import SpeedParams
 from pipeline.core.pgd import Adversary
-from pipeline.train.sgd import SGD
 from pipeline.train.speed import prepare, resolve
 from pipeline.train.step import Step
 
@@ -64,7 +63,7 @@ def _objective_and_grads(params, method: str, options: dict, x, y, x_adv):
     prepare(model, speed)
     jacobian = jacobian_mode(speed_params.jacobian, speed_params.fd_step)
     m = METHODS.get(method)(params.for_method(method), Setup(ADVERSARY, 10, jacobian))
-    step = Step(model, SGD(model.parameters(), lr=0.1, momentum=0.9), m, speed=speed, device=CUDA)
+    step = Step(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), m, speed=speed, device=CUDA)
     step.start_epoch(0, 0.1)
     torch.manual_seed(1)  # the same projections in every case
     loss = step.method.objective(step.trained, x, x_adv, y)
@@ -179,7 +178,7 @@ def _train_steps(ranks, run_name: str = "otjr-lbgat", steps: int = 3):
     new_model = lambda: create("small_cnn", num_classes=10, in_channels=1, width=4).to(CUDA)  # noqa: E731
     torch.manual_seed(0)
     model = new_model()
-    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     method = METHODS.get(run.method)(params.for_method(run.method), Setup(Adversary(0.1, 0.03, 2), 10))
     addon = ADDONS.get(run.addons[0])(params.for_addon(run.addons[0]),
                                       AddOnSetup(model, optimizer, new_model,

@@ -89,3 +89,24 @@ def test_malformed_yaml_and_missing_file(project):
     (project / "params.yaml").unlink()
     with pytest.raises(UserError, match="params file not found"):
         load_params()
+
+
+def test_a_bad_fraction_names_its_value_once(project):
+    write_params(project, {"adversary.eps": "8/0"})
+    with pytest.raises(UserError) as err:
+        load_params(project / "params.yaml")
+    assert str(err.value).endswith("'adversary.eps': expected a number or a fraction like '8/255', got '8/0'")
+
+
+def test_a_duplicate_key_is_named_and_a_linked_params_file_refused_unread(project):
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(text + "seed: 3\n")
+    with pytest.raises(UserError, match=r"params.yaml: duplicate key 'seed' at line \d+$"):
+        load_params(project / "params.yaml")
+    other = project / "elsewhere.yaml"
+    other.write_text("secret_first_line: 1\n" + text)
+    (project / "params.yaml").unlink()
+    (project / "params.yaml").symlink_to(other)
+    with pytest.raises(UserError, match="params.yaml: a symbolic link; params.yaml must be a regular file") as err:
+        load_params(project / "params.yaml")
+    assert "secret" not in str(err.value)

@@ -9,6 +9,7 @@ from ruamel.yaml import YAML
 from conftest import REPO, run_cli
 from pipeline import presets
 from pipeline.config import load_params
+from pipeline.params import read_yaml
 
 EXPERIMENTS = {
     # preset: (dataset, model, epochs, K, lambda_J)  -- paper §4.1 / §4.3, docs/design.md §3
@@ -109,9 +110,10 @@ def test_every_registered_method_and_attack_has_paper_settings(tmp_path, name):
     from pipeline.methods import METHODS
 
     p = _params(tmp_path, name)
+    written = read_yaml(tmp_path / "params.yaml")
     for method in METHODS.names():
         for key in METHODS.get(method).param_keys():
-            assert key in p.raw, f"presets: no setting {key!r} of method {method!r}"
+            assert key in written, f"presets: no setting {key!r} of method {method!r}"
     dataset, model = EXPERIMENTS[name][:2]
     table = TABLE4 if dataset in ("intel", "imagenet100") else TABLE9 if model == "wrn28_10" else TABLE2
     missing = [m for m in table if m in METHODS and m not in p.runs]

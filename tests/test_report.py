@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import re
 
 import pytest
@@ -30,7 +29,7 @@ def report(tmp_path_factory):
         mp.setenv("OTJR_ROOT", str(root))
         write_params(root, TINY)
         build_fake_world()
-        params = dataclasses.replace(load_params(), datasets=("cifar10", "digits"), methods=RUNS)
+        params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "runs": RUNS})
         yield build_report(params).read_text()
 
 
@@ -107,7 +106,7 @@ def test_analyses_are_tabulated_with_the_papers_input_gradients(report):
 def test_every_figure_the_report_shows_exists(report):
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", report)
     names = {link.split("/")[-1] for link in links}
-    for stem in ("paper_comparison", "clean_vs_robust", "sanity_sweeps", "training_curves", "training_time",
+    for stem in ("paper_comparison", "clean_vs_robust", "sanity_sweeps", "training_curves",
                  "input_gradients", "activations", "layer_ratios", "cross_sections"):
         assert f"cifar10_{stem}.png" in names
     assert {"digits_clean_vs_robust.png", "digits_sanity_sweeps.png"} <= names
@@ -144,9 +143,9 @@ def test_dvc_plots_data(report):
 
 def test_report_builds_again_without_stale_figures(project):
     build_fake_world()
-    params = dataclasses.replace(load_params(), datasets=("cifar10", "digits"), methods=RUNS)
+    params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "runs": RUNS})
     build_report(params)
-    build_report(dataclasses.replace(params, datasets=("digits",)))
+    build_report(params.model_copy(update={"datasets": ("digits",)}))
     assert {p.name for p in (paths.report_dir() / "figures").glob("*.png")} == {
         "digits_clean_vs_robust.png", "digits_sanity_sweeps.png"}
 
@@ -161,12 +160,23 @@ def test_dvclive_logs_are_read_per_epoch(project):
     assert read_dvclive(paths.train_log_dir("cifar10", "absent")) == {}
 
 
-def test_training_time_is_compared_with_table_11_on_its_setting():
+def test_wall_times_stay_out_of_the_report_in_the_timing_report(report):
+    assert "s / epoch" not in report and "](../timing/report.md)" in section(report, "## cifar10")
+    timed = (paths.timing_dir() / "report.md").read_text()
+    rows = {r[0]: r for r in table_rows(timed, "### cifar10: training time per epoch")[1:]}
+    assert set(rows) == {"xe", "pgd_at", "otjr", "sw"} and rows["otjr"][3] == "60.000"  # s / epoch
+    assert (paths.timing_dir() / "figures" / "cifar10_training_time.png").read_bytes().startswith(PNG)
+    assert "No training of digits timed here." in timed
+
+
+def test_training_time_is_compared_with_table_11_on_its_setting(project):
+    from pipeline.core import timing
+
     def run(name, seconds):
-        r = RunResults("cifar100", name, {"n": 10, "training": {"model": {"name": "wrn34_10"}}}, None,
-                       {"training": {"seconds_per_epoch": seconds, "device": "cuda", "epochs": 100,
-                                     "train_seconds": 100 * seconds}}, {})
-        return r
+        timing.write("train", "cifar100", name, device="cuda", train_seconds=100 * seconds,
+                     epoch_seconds=[seconds] * 100)
+        return RunResults("cifar100", name, {"n": 10, "training": {"model": {"name": "wrn34_10"},
+                                                                   "train": {"epochs": 100}}}, None, {}, {})
 
     rows = tables.training_time([run("xe", 60.0), run("otjr", 900.0), run("sw", 600.0)])
     header = [c.strip() for c in rows[0].strip("|").split("|")]

@@ -93,7 +93,7 @@ def test_resume_state_from_other_settings_is_ignored(digits):
     from pipeline.core.io import save_tensors
 
     save_tensors(paths.resume_state("digits", "xe"), {"module.model.x": torch.zeros(1)},
-                 {"format": "otjr-resume-1", "fingerprint": "other", "epoch": 1, "history": [], "meta": {}})
+                 {"format": "otjr-resume-2", "fingerprint": "other", "epoch": 1, "history": [], "meta": {}})
     fit("digits", parse_run("xe"), load_params(), show_progress=False)
     again = load_tensors(paths.checkpoint("digits", "xe"))[0]
     for k in reference:

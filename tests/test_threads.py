@@ -3,7 +3,6 @@ core count (OMP_NUM_THREADS); with `threads: 0` torch keeps its own default, and
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ def test_every_api_stage_takes_its_threads_from_params(restore_threads):
     api._params(p)
     assert torch.get_num_threads() == 1
     torch.set_num_threads(2)
-    api._params(dataclasses.replace(p, threads=0))  # 0: torch's own setting stays
+    api._params(p.model_copy(update={"threads": 0}))  # 0: torch's own setting stays
     assert torch.get_num_threads() == 2
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
 from ..core.passes import predict
 from ..core.device import resolve_device
 from ..core.io import check_writable, write_json
 from ..core.progress import progress
 from ..core.versions import library_versions
+from ..models.subject import Subject, pipeline_subject, test_subset
 from ..params import Params
 from .activations import channel_magnitudes
 from .cross_section import decision_grid, grid_coordinates, plane
@@ -27,26 +27,13 @@ from .gradients import PGD, input_gradient_magnitude, layer_gradient_ratios
 
 
 def training_summary(info: dict[str, Any]) -> dict[str, Any]:
-    """Model, epochs and training time of a checkpoint (paper Table 11), from its metadata."""
+    """Model, epochs and device of a checkpoint, from its metadata (its wall times are in `core.timing`)."""
     settings = info.get("settings", {})
-    epochs = settings.get("train", {}).get("epochs")
-    history = info.get("history") or []
-    per_epoch = [r["seconds"] for r in history if isinstance(r, dict) and "seconds" in r]
-    total = info.get("train_seconds")
-    if per_epoch:
-        mean = sum(per_epoch) / len(per_epoch)
-    elif total is not None and epochs:
-        mean = total / epochs
-    else:
-        mean = None
     return {
         "model": info.get("model", {}).get("name"),
         "model_args": info.get("model", {}).get("args", {}),
         "method": info.get("method"),
-        "epochs": epochs,
-        "train_seconds": total,
-        "seconds_per_epoch": mean,
-        "epoch_seconds": per_epoch,
+        "epochs": settings.get("train", {}).get("epochs"),
         "device": info.get("device"),
     }
 

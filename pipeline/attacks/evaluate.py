@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..core.errors import InvalidAdversarial
 from ..core.passes import frozen, predict
 from ..train.speed import Speed, forward_of
 from .base import Attack
@@ -33,10 +34,6 @@ from .counting import CountingModel, Passes, isolated_rng
 from .parallel import run_jobs
 
 NORM_SLACK = 1e-6
-
-
-class InvalidAdversarial(RuntimeError):
-    """An attack produced an example outside [0, 1], outside its budget, or with NaN."""
 
 
 @dataclass
@@ -186,7 +183,7 @@ def summarise(evaluation: Evaluation, attacks: list[Attack]) -> dict[str, Any]:
         o = evaluation.outcomes[attack.name]
         out[attack.name] = {"accuracy": percent(o.robust), "n_correct": int(o.robust.sum()), "n": len(o.robust),
                             **attack.describe(), **o.results, "validity": o.validity,
-                            "passes": o.passes.as_dict(len(o.robust)), "seconds": round(o.seconds, 3)}
+                            "passes": o.passes.as_dict(len(o.robust))}  # its seconds: `core.timing`
     worst = evaluation.worst_case()
     total = sum((o.passes for o in evaluation.outcomes.values()), evaluation.clean_passes)
     out["worst_case"] = {"accuracy": percent(worst), "n_correct": int(worst.sum()), "n": len(worst),

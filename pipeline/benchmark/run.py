@@ -32,7 +32,6 @@ from ..methods.jacobian import jacobian_mode
 from ..models import create
 from ..params import Params, SpeedParams
 from ..core.pgd import Adversary
-from ..train.sgd import SGD
 from ..train.speed import prepare, resolve
 from ..train.step import Step
 from . import reference
@@ -146,7 +145,7 @@ def _cases(choice: ModelChoice, methods: list[str], paths: list[str], jacobians:
                 fast = resolve(options, device)
                 model = prepare(new_model(), fast)
                 instance = cls(params.for_method(method), Setup(adversary, classes, jacobian_mode(jac, options.fd_step)))
-                optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+                optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
                 step = Step(model, optimizer, instance, speed=fast, device=device)
                 step.start_epoch(0, t.lr)
                 flops = gflop(lambda mm, xx, yy, m=instance: m.loss(mm, xx, yy).total)

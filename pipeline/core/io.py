@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -30,9 +31,20 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # after the writer: some (safetensors) recreate the file as 0600
         os.replace(tmp, path)
+    except Exception as err:
+        if disk_full(err):  # the old file stays; the partial one goes below
+            raise UserError(f"{path}: cannot be written: no space left on device; free some and re-run") from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` is a full disk or quota: an OSError, or a writer's error (safetensors') that wraps one."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return f"(os error {errno.ENOSPC})" in str(err) or f"(os error {errno.EDQUOT})" in str(err)
 
 
 def _umask() -> int:

@@ -42,6 +42,20 @@ def params_file() -> Path:
     return root() / "params.yaml"
 
 
+def timing_dir() -> Path:
+    """Wall times and hosts (`core.timing`), and the report's training-time section: git-ignored, no DVC output."""
+    return root() / "metrics" / "timing"
+
+
+def timing(stage: str, dataset: str, run: str) -> Path:
+    return timing_dir() / stage / run_folder(dataset) / f"{run}.json"
+
+
+def params_check() -> Path:
+    """The `params` stage's output: the same text whenever params.yaml is valid (see `api.check_params`)."""
+    return root() / "metrics" / "params.ok"
+
+
 def work_dir() -> Path:
     """The pipeline's own bookkeeping (locks, training results being written); never versioned."""
     return root() / ".otjr"
@@ -126,6 +140,11 @@ def summary_json() -> Path:
 def summary_stats_json() -> Path:
     """Intervals of every accuracy and the claims' paired tests, beside summary.json (whose schema stays flat)."""
     return root() / "metrics" / "summary_stats.json"
+
+
+def headline_json() -> Path:
+    """What DVC counts as metrics: each run's headline accuracies, intervals and sanity verdict."""
+    return root() / "metrics" / "headline.json"
 
 
 def summary_md() -> Path:

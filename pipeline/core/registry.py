@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 from .errors import UserError
 
@@ -10,11 +11,17 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects; unknown names raise one clear `UserError` listing what exists."""
+    """Maps names to objects; unknown names raise one clear `UserError` listing what exists.
 
-    def __init__(self, kind: str):
+    With `package` and `modules`, entry `name` is registered by importing `<package>.<name>` the first
+    time it is asked for, so a process imports only the entries it uses (and a stage's code
+    dependencies are those entries' modules, not every module of the registry).
+    """
+
+    def __init__(self, kind: str, package: str | None = None, modules: Iterable[str] = ()):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._lazy = {name: f"{package}.{name}" for name in modules}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering `obj` under `name`; a duplicate name is a programming error."""
@@ -29,6 +36,10 @@ class Registry(Generic[T]):
 
     def get(self, name: str, *, key: str | None = None) -> T:
         """The object registered as `name`; `key` names the param or option it came from."""
+        if isinstance(name, str) and name in self._lazy and name not in self._items:
+            importlib.import_module(self._lazy[name])
+            if name not in self._items:
+                raise ValueError(f"module {self._lazy[name]} registers no {self.kind} {name!r}")
         try:
             return self._items[name]
         except (KeyError, TypeError):
@@ -38,10 +49,14 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(set(self._items) | set(self._lazy))
+
+    def module(self, name: str) -> str:
+        """The dotted module that defines entry `name` (imports nothing for an entry not yet loaded)."""
+        return self._lazy[name] if name in self._lazy else self.get(name).__module__
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -68,4 +68,6 @@ def first_error(err: ValidationError, prefix: str = "") -> str:
     got = e.get("input")
     shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
     msg = e["msg"].removeprefix("Value error, ")
+    if msg.endswith(f"got {shown}"):  # our validators name the value themselves
+        return f"'{key}': {msg}"
     return f"'{key}': {msg} (got {shown})"

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..analysis.run import analyze_subjects
-from ..attacks.run import Subject, attack_subject, check_task
+from ..attacks.run import attack_subject
 from ..core import paths
 from ..core.errors import UserError
 from ..core.io import META_KEY
@@ -28,6 +28,7 @@ from ..data import load_meta
 from ..methods import METHODS
 from ..models import build, load_checkpoint, model_spec
 from ..models.checkpoint import FORMAT
+from ..models.subject import Subject, check_task
 from ..params import Params
 from ..sanity.run import sanity_subject
 from .robustbench import load_zoo_model, weights_path

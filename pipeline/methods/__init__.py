@@ -1,6 +1,6 @@
-"""Training methods (losses) and add-ons: registries; each is one module registered by name."""
+"""Training methods (losses) and add-ons: registries; each is one module, named like it and imported
+when first asked for (`METHODS.get`), so a training loads only its own method and add-on."""
 
-from . import alp, awp, lbgat, opt_jr, otjr, pgd_at, rand_jr, sat, sat_jr, sw, trades, xe  # noqa: F401  (registration)
 from .addons import ADDONS, AddOn, AddOnSetup
 from .base import METHODS, Guide, Loss, Method, NoParams, Setup, method_settings, register
 from .runs import Run, parse_run

@@ -70,7 +70,8 @@ class AddOn:
         return {}
 
 
-ADDONS: Registry[type[AddOn]] = Registry("add-on")
+#: Each add-on is the module named like it, imported when first asked for (as the methods).
+ADDONS: Registry[type[AddOn]] = Registry("add-on", __package__, ("awp", "lbgat"))
 
 
 def register_addon(cls: type[AddOn]) -> type[AddOn]:

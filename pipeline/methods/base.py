@@ -102,7 +102,9 @@ class Method(ABC):
         return self.objective(model, x, self.adversarial(model, x, y), y)
 
 
-METHODS: Registry[type[Method]] = Registry("method")
+#: Each method is the module named like it, imported when first asked for: a training imports only its own.
+METHODS: Registry[type[Method]] = Registry(
+    "method", __package__, ("alp", "opt_jr", "otjr", "pgd_at", "rand_jr", "sat", "sat_jr", "sw", "trades", "xe"))
 
 
 def register(cls: type[Method]) -> type[Method]:

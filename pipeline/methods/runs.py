@@ -28,15 +28,17 @@ def parse_run(name: str, key: str = "method") -> Run:
     """'otjr' -> Run('otjr'); 'trades-awp' -> Run('trades', ('awp',)).
 
     Unknown parts, more than one add-on, or an add-on the method does not combine with
-    are errors naming `key`.
+    are errors naming `key`. Imports no method or add-on module but, for a run with an add-on, the method's.
     """
     if not isinstance(name, str) or not name:
         raise UserError(f"{key}: expected a method name, got {name!r}")
     method, *addons = name.split("-")
-    cls = METHODS.get(method, key=key)
+    if method not in METHODS:
+        METHODS.get(method, key=key)  # the error naming the registered methods
     for addon in addons:
-        ADDONS.get(addon, key=key)
-        if addon not in cls.addons:
+        if addon not in ADDONS:
+            ADDONS.get(addon, key=key)
+        if addon not in METHODS.get(method).addons:  # imports the method's module, not the add-on's
             allowed = ", ".join(sorted(m for m in METHODS.names() if addon in METHODS.get(m).addons)) or "none"
             raise UserError(f"{key}: add-on '{addon}' does not combine with method '{method}' in {name!r}; "
                             f"it combines with: {allowed}")

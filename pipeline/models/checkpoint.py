@@ -103,6 +103,11 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model described in the checkpoint, load its weights, and put it in eval mode."""
     state, info = read_checkpoint(path)
+    for name, tensor in state.items():  # before any work: a diverged training's weights fail every attack
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
+            raise UserError(f"{path}: weights not finite: tensor '{name}' holds {bad} values; the checkpoint is "
+                            "unusable (retrain the run)")
     try:
         model = build(info["model"])
         model.load_state_dict(state, strict=True)

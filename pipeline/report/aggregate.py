@@ -147,13 +147,37 @@ def summary_stats(params: Params, records: dict, claims: dict) -> dict:
     }
 
 
+#: The headline measures: what `dvc exp show` and `otjr exp show` compare (metrics/headline.json).
+HEADLINE = ("clean", "pgd20", "autoattack", "worst_case")
+
+
+def headline(params: Params, stats: dict, sanity: dict) -> dict:
+    """metrics/headline.json, the one file DVC counts as metrics: per run and dataset each headline accuracy (%)
+    with its interval as `<measure>_low` / `_high` (DVC drops lists), and the sanity verdict."""
+    out: dict = {}
+    for run in params.runs:
+        for ds in params.datasets:
+            row: dict[str, Any] = {}
+            for measure in HEADLINE:
+                entry = stats["accuracy"][run][ds].get(measure)
+                if entry:
+                    low, high = entry.get("seed_interval") or entry["clopper_pearson"]
+                    row.update({measure: round(entry["accuracy"], 2), f"{measure}_low": round(low, 2),
+                                f"{measure}_high": round(high, 2)})
+            row["sanity"] = verdicts(sanity[(ds, run)])
+            out.setdefault(run, {})[ds] = row
+    return out
+
+
 def aggregate(params: Params) -> str:
-    """Write metrics/summary.json, metrics/summary_stats.json and metrics/summary.md; returns the markdown."""
+    """Write metrics/summary.json, summary_stats.json, headline.json and summary.md; returns the markdown."""
     summary, records, sanity = collect(params)
     white_box = evidence.white_box_attacks(params.attack.kinds)
     claims = {ds: evidence.claims_for(ds, params.runs, params.seeds, white_box) for ds in params.datasets}
     text = markdown(params, summary, records, sanity, claims)
+    stats = summary_stats(params, records, claims)
     write_json(paths.summary_json(), summary)
-    write_json(paths.summary_stats_json(), summary_stats(params, records, claims))
+    write_json(paths.summary_stats_json(), stats)
+    write_json(paths.headline_json(), headline(params, stats, sanity))
     write_text(paths.summary_md(), text)
     return text

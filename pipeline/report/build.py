@@ -102,19 +102,44 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
         fig, "Per epoch: each method's own objective, its CE on PGD examples where it has one, and clean / PGD "
              "accuracy on held-out images"))
 
-    seconds = {r.run: r.training["seconds_per_epoch"] for r in runs if r.training.get("seconds_per_epoch")}
-    devices = sorted({str(r.training.get("device")) for r in runs if r.training.get("device")})
-    fig = figures.training_time(seconds, fig_dir / f"{ds}_training_time.png", f"{ds}: training time per epoch",
-                                ", ".join(devices) or "device unknown")
-    lines += section("Training time per epoch (paper Table 11)", tables.training_time(runs) + [""] + figure_line(
-        fig, "Mean wall-clock seconds per training epoch (absolute times depend on the device and its load; "
-             "compare the ratios)"))
+    lines += section("Training time per epoch (paper Table 11)", [
+        "Wall times vary from run to run, so this report (a function of the results, byte for byte) leaves them "
+        "out: the report stage writes them to [metrics/timing/report.md](../timing/report.md), not versioned.", ""])
 
     if analysis:
         lines += analysis_section(ds, runs, analysis, fig_dir)
     else:
         lines += ["### Analyses", "", f"No analysis results for {ds} (run `otjr stage analyze --dataset {ds}`).", ""]
     return lines
+
+
+def timing_section(ds: str, runs: list[RunResults], fig_dir: Path) -> list[str]:
+    """Paper Table 11 from this machine's training wall times (`core.timing`), for metrics/timing/report.md."""
+    seconds = {r.run: r.timing["seconds_per_epoch"] for r in runs if r.timing}
+    if not seconds:
+        return []
+    devices = sorted({str(r.timing.get("device")) for r in runs if r.timing.get("device")})
+    fig = figures.training_time(seconds, fig_dir / f"{ds}_training_time.png", f"{ds}: training time per epoch",
+                                ", ".join(devices) or "device unknown")
+    return section(f"{ds}: training time per epoch (paper Table 11)", tables.training_time(runs) + [""] + figure_line(
+        fig, "Mean wall-clock seconds per training epoch (absolute times depend on the device and its load; "
+             "compare the ratios)"))
+
+
+def write_timing_report(params: Params, results: Results) -> Path:
+    """metrics/timing/report.md: the training-time tables and figures, apart from the versioned report."""
+    out_dir = paths.timing_dir()
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for stale in fig_dir.glob("*.png"):
+        stale.unlink()
+    lines = ["# Training time on this machine", "",
+             "Written by the report stage from metrics/timing/train/ (git-ignored: wall times vary run to run).", ""]
+    for ds in params.datasets:
+        lines += timing_section(ds, results.of(ds), fig_dir) or [f"No training of {ds} timed here.", ""]
+    out = out_dir / "report.md"
+    write_text(out, "\n".join(lines).rstrip() + "\n")
+    return out
 
 
 def analysis_section(ds: str, runs: list[RunResults], analysis: dict, fig_dir: Path) -> list[str]:
@@ -204,4 +229,5 @@ def build_report(params: Params) -> Path:
     lines += sensitivity_section() + settings_section(params, results)
     out = out_dir / "report.md"
     write_text(out, "\n".join(lines).rstrip() + "\n")
+    write_timing_report(params, results)
     return out

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import paths
+from ..core import paths, timing
 from ..core.io import read_json
 from ..params import Params
 from . import evidence
@@ -36,6 +36,13 @@ class RunResults:
     @property
     def training(self) -> dict[str, Any]:
         return (self.analysis or {}).get("training", {})
+
+    @property
+    def timing(self) -> dict[str, Any]:
+        """The training's wall times here (`core.timing`), with `seconds_per_epoch`; {} where none."""
+        found = timing.read("train", self.dataset, self.run)
+        per_epoch = found.get("epoch_seconds") or []
+        return {**found, "seconds_per_epoch": sum(per_epoch) / len(per_epoch)} if per_epoch else {}
 
     @property
     def model(self) -> str | None:

@@ -90,6 +90,10 @@ def training_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+        absent = [run for run, c in curves.items() if key not in c]
+        if absent:  # say who is missing (a run without PGD examples has no such curve), never drop them silently
+            ax.set_title(f"{len(curves) - len(absent)} of {len(curves)} runs; none for: {', '.join(absent)}",
+                         fontsize=7, wrap=True)
     handles, labels = [], []
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -180,7 +184,7 @@ def activations(data: dict[str, dict[str, Any]], path: Path, title: str) -> Path
     """Paper Figs. 2 and 8: mean |penultimate activation| per channel, clean vs PGD, sorted by the clean value."""
     if not data:
         return None
-    fig, axes = panel_grid(len(data), 4, 3.3, 2.6, sharey=True)
+    fig, axes = panel_grid(len(data), 4, 3.3, 2.6)  # each run its own scale: one run's spike flattens no other
     for ax, (run, a) in zip(axes.flat, data.items()):
         xs = range(1, len(a["clean"]) + 1)
         ax.bar(xs, a["clean"], width=1.0, color="tab:blue", alpha=0.55, label="clean")
@@ -226,8 +230,8 @@ def cross_sections(sections: dict[str, list[dict[str, Any]]], coords: list[float
         return None
     runs = list(sections)
     n_images = max(len(s) for s in sections.values())
-    cols = min(len(runs), MAX_SIDE_BY_SIDE)
-    blocks = math.ceil(len(runs) / cols)
+    blocks = math.ceil(len(runs) / MAX_SIDE_BY_SIDE)
+    cols = math.ceil(len(runs) / blocks)  # blocks as even as they go: 10 runs are two rows of 5, not 7 and 3
     palette = plt.get_cmap("tab20")
     extent = [coords[0], coords[-1], coords[0], coords[-1]]
     fig, axes = plt.subplots(blocks * n_images, cols, figsize=(1.9 * cols + 1.6, 1.9 * blocks * n_images + 0.9),

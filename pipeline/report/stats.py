@@ -1,10 +1,9 @@
-"""The statistics behind every accuracy and every comparison the pipeline reports (standard library only).
+"""The statistics behind every accuracy and every comparison the pipeline reports (scipy's distributions).
 
 - One accuracy, k correct of n test images: the Clopper-Pearson (exact) and Wilson 95% intervals.
 - Two runs on the same images: the per-example flags form a 2x2 table; b = images only the
   first run gets right, c = images only the second gets right. The exact McNemar test is the
-  two-sided binomial test of b successes in b + c trials at p = 1/2 (computed exactly, with
-  integers). The difference's interval is Newcombe's hybrid score interval for paired
+  two-sided binomial test of b successes in b + c trials at p = 1/2 (scipy's `binomtest`). The difference's interval is Newcombe's hybrid score interval for paired
   proportions (his method 10: Wilson intervals of both accuracies combined with the table's
   phi), which covers the unconditional difference. Beside it, the exact interval conditional on
   the discordant images agrees with the test by construction but ignores the randomness of
@@ -23,86 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
-from statistics import NormalDist, fmean, stdev
+from statistics import fmean, stdev
 from typing import Sequence
+
+from scipy import special
+from scipy import stats as sps
 
 LEVEL = 0.95
 ALPHA = 1 - LEVEL
-_EPS = 1e-15
-_MAX_ITER = 100_000
-
-
-# ------------------------------------------------------------------ special functions
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1, a - 1
-    c, d = 1.0, 1 - qab * x / qap
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, _MAX_ITER):
-        m2 = 2 * m
-        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1 + num * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < _EPS:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), a, b > 0."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1 - math.exp(log_front) * _beta_continued_fraction(b, a, 1 - x) / b
-
-
-def _bisect(f, lo: float, hi: float, target: float) -> float:
-    """x in [lo, hi] with f(x) = target for an increasing f (to float precision)."""
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if mid in (lo, hi):
-            break
-        if f(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def beta_ppf(q: float, a: float, b: float) -> float:
-    """The q-quantile of the Beta(a, b) distribution."""
-    return _bisect(lambda x: betainc(a, b, x), 0.0, 1.0, q)
-
-
-def t_cdf(t: float, df: float) -> float:
-    tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
-    return 1 - tail if t >= 0 else tail
-
-
-def t_ppf(q: float, df: float) -> float:
-    """The q-quantile of Student's t with df degrees of freedom."""
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -t_ppf(1 - q, df)
-    hi = 1.0
-    while t_cdf(hi, df) < q:
-        hi *= 2
-    return _bisect(lambda t: t_cdf(t, df), 0.0, hi, q)
-
-
-def normal_ppf(q: float) -> float:
-    return NormalDist().inv_cdf(q)
 
 
 # ------------------------------------------------------------------ one proportion
@@ -110,15 +37,15 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     """Exact (Clopper-Pearson) interval for k successes in n trials."""
     _check_count(k, n)
     alpha = 1 - level
-    lo = 0.0 if k == 0 else beta_ppf(alpha / 2, k, n - k + 1)
-    hi = 1.0 if k == n else beta_ppf(1 - alpha / 2, k + 1, n - k)
+    lo = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, alpha / 2))  # the Beta(k, n - k + 1) quantile
+    hi = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1 - alpha / 2))
     return lo, hi
 
 
 def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials (no continuity correction)."""
     _check_count(k, n)
-    z = normal_ppf(1 - (1 - level) / 2)
+    z = float(sps.norm.ppf(1 - (1 - level) / 2))
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -132,12 +59,8 @@ def _check_count(k: int, n: int) -> None:
 
 # ------------------------------------------------------------------ two runs on the same images
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: binomial test of b in b + c at p = 1/2 (exact rational arithmetic)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = Fraction(sum(math.comb(n, i) for i in range(min(b, c) + 1)), 2**n)
-    return float(min(Fraction(1), 2 * tail))
+    """Two-sided exact McNemar p-value: binomial test of b in b + c at p = 1/2."""
+    return 1.0 if b + c == 0 else float(sps.binomtest(b, b + c, 0.5).pvalue)
 
 
 @dataclass(frozen=True)
@@ -201,7 +124,7 @@ def conditional_exact(t: Table, level: float = LEVEL) -> tuple[float, float]:
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
     """Student-t interval of the mean of `values` (at least two)."""
     m, s = fmean(values), stdev(values)
-    half = t_ppf(1 - (1 - level) / 2, len(values) - 1) * s / math.sqrt(len(values))
+    half = float(sps.t.ppf(1 - (1 - level) / 2, len(values) - 1)) * s / math.sqrt(len(values))
     return m - half, m + half
 
 

@@ -126,11 +126,12 @@ def sanity(results: list[RunResults]) -> list[str]:
 
 
 def training_time(results: list[RunResults]) -> list[str]:
-    """Paper Table 11: mean seconds per epoch on our device, relative to XE, and the paper's minutes where matched."""
-    timed = [r for r in results if r.training.get("seconds_per_epoch") is not None]
+    """Paper Table 11: mean seconds per epoch here (`core.timing`), relative to XE, and the paper's minutes where
+    matched."""
+    timed = [r for r in results if r.timing]
     if not timed:
         return []
-    base = next((r.training["seconds_per_epoch"] for r in timed if r.run == "xe"), None)
+    base = next((r.timing["seconds_per_epoch"] for r in timed if r.run == "xe"), None)
     matches = [r for r in timed if (r.dataset, r.model) == paper.TRAINING_TIME_SETTING
                and r.run in paper.TRAINING_MINUTES]
     header = ["Run", "Device", "Epochs", "s / epoch", "Total s"] + (["x XE"] if base else [])
@@ -138,8 +139,8 @@ def training_time(results: list[RunResults]) -> list[str]:
         header += [f"paper min / epoch ({paper.TRAINING_TIME_DEVICE})", "paper x XE"]
     rows = []
     for r in timed:
-        t = r.training
-        cells = [r.run, str(t.get("device") or MISSING), str(t.get("epochs") or MISSING), fmt(t["seconds_per_epoch"], 3),
+        t = r.timing
+        cells = [r.run, str(t.get("device") or MISSING), str(r.epochs or MISSING), fmt(t["seconds_per_epoch"], 3),
                  fmt(t.get("train_seconds"), 1)]
         if base:
             cells.append(fmt(t["seconds_per_epoch"] / base, 1) if base > 0 else MISSING)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..attacks.run import Subject, pipeline_subject, test_subset
 from ..core import paths
 from ..core.device import resolve_device
 from ..core.io import check_writable, load_tensors, read_json, write_json
 from ..core.lock import run_lock
 from ..core.versions import library_versions
+from ..models.subject import Subject, pipeline_subject, test_subset
 from ..params import Params
 from .rules import Check, run_rules
 from .sweeps import Context, pgd_settings

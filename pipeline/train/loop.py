@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from dvclive import Live
 
-from ..core import paths
+from ..core import paths, timing
 from ..core.device import resolve_device
 from ..core.errors import UserError
 from ..core.io import check_writable
@@ -34,12 +35,11 @@ from ..methods import ADDONS, METHODS, AddOnSetup, Method, Run, Setup
 from ..methods.jacobian import jacobian_mode
 from ..models import save_checkpoint
 from ..models.init import initial_model, training_spec
-from ..params import Params
+from ..params import Params, as_written
 from . import distributed, results
 from .batches import training_batches
 from .monitor import accuracy, robust_accuracy
 from .schedule import lr_at
-from .sgd import SGD
 from .speed import prepare
 from .speed import resolve as resolve_speed
 from .state import fingerprint, load_state, save_state
@@ -48,8 +48,8 @@ from .step import Step
 
 def training_settings(dataset: str, run: Run, params: Params, meta: dict, processes: int = 1) -> dict[str, Any]:
     """Everything that determines the trained weights; recorded in the checkpoint and fingerprinted."""
-    method_keys = METHODS.get(run.method).param_keys()
-    addon_keys = [k for name in run.addons for k in ADDONS.get(name).param_keys()]
+    method = METHODS.get(run.method)
+    settings = as_written(params.for_method(run.method))
     return {
         "dataset": dataset,
         "run": run.name,
@@ -57,8 +57,8 @@ def training_settings(dataset: str, run: Run, params: Params, meta: dict, proces
         "model": params.model.model_dump(),
         "train": params.train.model_dump(),
         "adversary": params.adversary.model_dump(),
-        "method": {k: params.raw[k] for k in method_keys},
-        "addons": {k: params.raw[k] for k in addon_keys},
+        "method": {method.param_block: settings} if method.param_block else settings,
+        "addons": {name: as_written(params.for_addon(name)) for name in run.addons},
         "data": {"sources": meta["sources"], "sizes": meta["sizes"], "val_fraction": meta["val_fraction"],
                  "augment": augmentation(DATASETS.get(dataset, key="dataset"), params.train)},
         "speed": params.speed.model_dump(),
@@ -143,7 +143,8 @@ def _trainee(run: Run, params: Params, meta: dict, ranks: distributed.Ranks, dev
     jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
     method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
     t = params.train
-    optimizer = SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
+    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                                nesterov=t.nesterov)
     addon = None
     for name in run.addons:  # parse_run allows at most one
         setup = AddOnSetup(model, optimizer, lambda: initial_model(mspec, params.model).to(device),
@@ -184,8 +185,6 @@ def _epochs(dataset: str, run: Run, params: Params, trainee: Trainee, batches, h
             history: list[dict], ranks: distributed.Ranks, device: torch.device, show_progress: bool | None) -> float:
     """Train epochs `start` .. end, appending to `history`, logging and saving the resume state after each;
     returns the training seconds of the whole run (resumed epochs included)."""
-    from dvclive import Live  # only the training stage needs dvclive: keeps `import pipeline.train.loop` light
-
     t, step, epochs = params.train, trainee.step, trainee.epochs
     state_path = paths.resume_state(dataset, run.name)
     live = None
@@ -222,7 +221,7 @@ def _epochs(dataset: str, run: Run, params: Params, trainee: Trainee, batches, h
             own = distributed.rank_states(step.modules, ranks, device)
             if ranks.main:
                 _log(live, record)
-                bar.update(task, info=f"loss {record['train/loss']:.3f}")
+                bar.update(task, info=f"epoch {epoch + 1}/{epochs} loss {record['train/loss']:.3f}")
                 save_state(state_path, fingerprint=fp, epoch=epoch + 1, history=history, modules=step.modules,
                            optimizers=step.optimizers, extra=own)
     if live is not None:
@@ -239,12 +238,14 @@ def _save(out: Path, dataset: str, run: Run, trainee: Trainee, settings: dict, h
         "method": run.method,
         "addons": list(run.addons),
         "settings": settings,
-        "final": history[-1] if history else {},
-        "train_seconds": train_seconds,
+        "final": {k: v for k, v in history[-1].items() if k != "seconds"} if history else {},
         "device": str(device),
         "versions": library_versions(),
     }
     results.commit(dataset, run.name, lambda path: save_checkpoint(path, trainee.model.cpu(), trainee.spec, info))
+    # wall times vary run to run: beside the checkpoint, never in it
+    timing.write("train", dataset, run.name, device=str(device), train_seconds=train_seconds,
+                 epoch_seconds=[r["seconds"] for r in history])
 
 
 def _log(live, record: dict[str, float]) -> None:

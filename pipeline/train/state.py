@@ -19,7 +19,7 @@ from torch import nn
 from ..core.errors import UserError
 from ..core.io import load_tensors, save_tensors
 
-FORMAT = "otjr-resume-1"
+FORMAT = "otjr-resume-2"  # 2: torch.optim.SGD's param_groups (a 1 from the former SGD copy lacks its keys: not resumed)
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
