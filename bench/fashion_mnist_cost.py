@@ -123,13 +123,13 @@ def main() -> None:
                   f"GPU hours at {hi:g} TFLOP/s | at {lo:g} |")
             print("|---|---:|---:|---:|---:|")
             total = 0.0
-            for method in p.methods:
+            for method in p.runs:
                 per_image = step_flops(p, method)
                 run = (per_image * images + monitor) * p.train.epochs + pgd20
                 total += run
                 print(f"| {method} | {per_image / 1e9:.3f} | {run / 1e12:.0f} | {run / hi / 1e12 / 3600:.2f} | "
                       f"{run / lo / 1e12 / 3600:.2f} |")
-            print(f"| all {len(p.methods)} methods, one seed | | {total / 1e12:.0f} | {total / hi / 1e12 / 3600:.1f} | "
+            print(f"| all {len(p.runs)} methods, one seed | | {total / 1e12:.0f} | {total / hi / 1e12 / 3600:.1f} | "
                   f"{total / lo / 1e12 / 3600:.1f} |")
             if seeds > 1:
                 print(f"| x {seeds} seeds | | {seeds * total / 1e12:.0f} | **{seeds * total / hi / 1e12 / 3600:.1f}** | "
@@ -138,7 +138,7 @@ def main() -> None:
                 torch.set_num_threads(1)
                 batches = -(-images // p.train.batch_size)
                 print(f"\nsingle-thread CPU seconds ({args.steps} steps of {p.train.batch_size} images after one warm-up):")
-                for method in p.methods:
+                for method in p.runs:
                     s = cpu_step_seconds(p, method, args.steps)
                     print(f"  {method}: {s:.2f} s / step -> {s * batches:.0f} s / epoch ({batches} steps), "
                           f"{s * batches * p.train.epochs:.0f} s / run", flush=True)

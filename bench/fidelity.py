@@ -72,7 +72,7 @@ def train(root: Path, seeds: list[int], method: str = "pgd_at") -> None:
     for name, overlay in VARIANTS.items():
         for seed in seeds:
             params = load_params(_write(root, _merge(base, {**overlay, "seed": seed})))
-            fit("digits", parse_run(method, key="methods"), params, resume=False, show_progress=False)
+            fit("digits", parse_run(method, key="runs"), params, resume=False, show_progress=False)
             val = json.loads((root / f"metrics/train/digits/{method}/metrics.json").read_text())["val"]
             results.setdefault(name, []).append((val["clean_acc"], val["pgd_acc"]))
             print(f"{name:24s} seed {seed}: clean {val['clean_acc']:.2f}  PGD-10 {val['pgd_acc']:.2f}", flush=True)
@@ -82,7 +82,7 @@ def train(root: Path, seeds: list[int], method: str = "pgd_at") -> None:
     # leave the default's pgd_at and xe models of seed 0 for `counting`
     params = load_params(_write(root, base))
     for run in ("xe", "pgd_at"):
-        fit("digits", parse_run(run, key="methods"), params, resume=False, show_progress=False)
+        fit("digits", parse_run(run, key="runs"), params, resume=False, show_progress=False)
 
 
 def counting(root: Path, seeds: list[int]) -> None:

@@ -20,7 +20,7 @@ from .core.errors import UserError
 from .core.schema import first_error
 from .data import DATASETS
 from .methods import ADDONS, METHODS, Run, method_settings, parse_run
-from .params import AttackBlock, AttackParams, CoreBlock, Params, read_yaml
+from .params import AttackBlock, AttackParams, CoreBlock, Params, Threat, read_yaml
 
 
 def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> BaseModel:
@@ -33,7 +33,7 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, path: Path) -> Bas
 def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, attack: bool = True) -> Params:
     """Read and validate params.yaml (or `path`); raises `UserError` naming the first bad key.
 
-    By default every block: each key known, the runs in `methods` registered, each method's and
+    By default every block: each key known, the runs in `runs` registered, each method's and
     add-on's block that is present (which imports every method, add-on and attack). A stage passes
     what it reads instead: `runs`, whose method and add-on blocks alone are validated, and
     `attack`, whether the attack block is (False leaves `Params.attack` None).
@@ -42,7 +42,10 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
     if path.is_symlink():  # refused unread: a link could show another file's first line in an error
         raise UserError(f"{path}: a symbolic link; params.yaml must be a regular file inside the project")
     raw = read_yaml(path)
-
+    if "methods" in raw:  # every stage: an old params file is one line naming the new key
+        raise UserError(f"{path}: 'methods' is now 'runs' (the runs trained, evaluated and aggregated)")
+    threat = _threat(raw, path)
+    raw = _with_threat(raw, threat)
     every = runs is None
     if every:
         method_keys = {k for name in METHODS.names() for k in METHODS.get(name).param_keys()}
@@ -50,7 +53,8 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
         for key in raw:
             if key not in set(CoreBlock.model_fields) | {"attack"} | method_keys:
                 raise UserError(f"{path}: unknown key '{key}'")
-    c = _validate(CoreBlock, {k: v for k, v in raw.items() if k in CoreBlock.model_fields}, "", path)
+    core = {k: v for k, v in raw.items() if k in CoreBlock.model_fields}
+    c = _validate(CoreBlock, {**core, "threat": threat}, "", path)
     if c.seed in c.seeds or len(set(c.seeds)) < len(c.seeds):
         again = c.seed if c.seed in c.seeds else next(s for s in c.seeds if c.seeds.count(s) > 1)
         raise UserError(f"{path}: 'seeds': seed {again} twice; `seeds` lists the further seeds after `seed` "
@@ -58,7 +62,7 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
 
     if every:
         try:
-            runs = [parse_run(r, key="methods") for r in c.methods]
+            runs = [parse_run(r, key="runs") for r in c.runs]
         except UserError as err:
             raise UserError(f"{path}: {err}") from None
     wanted = {run.method for run in runs}
@@ -73,7 +77,7 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
         if name in wanted_addons or name in raw:
             addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
-    attack_params = _load_attack(raw.get("attack"), path, _attacks()) if attack else None
+    attack_params = _load_attack(raw.get("attack"), path, _attacks(), threat) if attack else None
     for ds in c.datasets:
         try:
             DATASETS.get(ds, key="datasets")
@@ -88,31 +92,56 @@ def _attacks():
     return importlib.import_module(f"{__package__}.attacks").ATTACKS
 
 
-def _load_attack(block: Any, path: Path, registry) -> AttackParams:
+def _load_attack(block: Any, path: Path, registry, threat: Threat) -> AttackParams:
+    """The `attack` block: its own keys, then each instance `attack.<name>` validated by its kind
+    (`attack: <kind>`, else the kind its name is), its eps the `threat` block's for its norm unless it sets one."""
     if block is None:
         raise UserError(f"{path}: missing key 'attack'")
     if not isinstance(block, dict):
         raise UserError(f"{path}: 'attack' must be a mapping")
     core = _validate(AttackBlock, {k: v for k, v in block.items() if k in AttackBlock.model_fields}, "attack", path)
+    budgets = threat.model_dump()
     settings: dict[str, BaseModel] = {}
+    kinds: dict[str, str] = {}
     own_n: dict[str, int] = {}
     for key, value in block.items():
         if key in AttackBlock.model_fields:
             continue
-        if key not in registry:
-            raise UserError(f"{path}: unknown key 'attack.{key}'; attacks: {', '.join(registry.names())}")
+        value = dict(value) if isinstance(value, dict) else value
+        kind = value.pop("attack", key) if isinstance(value, dict) else key
+        if kind not in registry:
+            what = f"'attack.{key}.attack': unknown kind {kind!r}" if kind != key else \
+                f"'attack.{key}': no kind; add `attack: <kind>`"
+            raise UserError(f"{path}: {what}; kinds: {', '.join(registry.names())}")
         if isinstance(value, dict) and "n" in value:
-            value = dict(value)
             own_n[key] = _own_n(value.pop("n"), key, core.n, path)
-        settings[key] = _validate(registry.get(key).Params, value, f"attack.{key}", path)
+        if isinstance(value, dict) and "eps" not in value and value.get("norm") in budgets:
+            if budgets[value["norm"]] is None:
+                raise UserError(f"{path}: 'attack.{key}.eps': no {value['norm']} budget; set it or threat.{value['norm']}")
+            value["eps"] = budgets[value["norm"]]
+        settings[key] = _validate(registry.get(kind).Params, value, f"attack.{key}", path)
+        kinds[key] = kind
     for name in core.suite:
-        if name not in registry:
-            raise UserError(
-                f"{path}: 'attack.suite': unknown attack {name!r}; choose from: {', '.join(registry.names())}"
-            )
-        if name not in settings:
+        if name in registry and name not in settings:
             raise UserError(f"{path}: missing key 'attack.{name}' (settings of an attack in attack.suite)")
-    return AttackParams(**dict(core), settings=settings, own_n=own_n)
+        if name not in settings:
+            raise UserError(f"{path}: 'attack.suite': unknown attack {name!r}; configured: {', '.join(settings)}")
+    return AttackParams(**dict(core), settings=settings, own_n=own_n, kinds=kinds)
+
+
+def _threat(raw: dict[str, Any], path: Path) -> Threat:
+    if "threat" not in raw:
+        raise UserError(f"{path}: missing key 'threat' (the budget of each norm, e.g. threat: {{linf: 8/255}})")
+    return _validate(Threat, raw["threat"], "threat", path)
+
+
+def _with_threat(raw: dict[str, Any], threat: Threat) -> dict[str, Any]:
+    """params with `threat.linf` filled in where the training adversary or the analyses set no eps of their own."""
+    out = dict(raw)
+    for key in ("adversary", "analysis"):
+        if isinstance(raw.get(key), dict) and "eps" not in raw[key]:
+            out[key] = {**raw[key], "eps": threat.linf}
+    return out
 
 
 def _own_n(value: Any, name: str, n: int, path: Path) -> int:

@@ -4,7 +4,7 @@ The pipeline's shape has one source of truth. The runs are the registered method
 every method-addon pair a method accepts (`trades-awp`); each run's training stage lists
 exactly the params keys its method and add-on read (`Method.param_keys`), so
 `dvc exp run -S lambda_j=...` re-runs OTJR's trainings and nothing else. Datasets,
-evaluated runs (`methods`) and further seeds (`seeds`) stay DVC templates over
+evaluated runs (`runs`) and further seeds (`seeds`) stay DVC templates over
 params.yaml (`foreach` / `matrix`), so `-S 'datasets=[...]'` and `-S 'seeds=[1,2]'`
 work without re-rendering. Each stage's code dependencies are what its command imports,
 followed through the import graph when the pipeline runs (see `code_deps`): the first stage,
@@ -40,10 +40,10 @@ COMMANDS = ("download", "preprocess", "train", "attack", "sanity", "analyze", "r
 CODE_DIR = "metrics/code"
 
 #: What the shared trainer reads for every run (pipeline/train); a method's own keys come from its registration.
-TRAIN_BASE = ("seed", "threads", "model", "train", "adversary", "speed")
+TRAIN_BASE = ("seed", "threads", "model", "train", "adversary", "threat.linf", "speed")
 
 #: The `attack` keys the sanity checks read from params.yaml (pipeline/sanity/sweeps.py).
-SANITY_ATTACK_KEYS = ("attack.batch_size", "attack.pgd20")
+SANITY_ATTACK_KEYS = ("attack.batch_size", "attack.pgd20", "threat.linf")
 
 HEADER = """\
 # Rendered by `otjr dvc render` (pipeline/dvc_render.py) from the registries: do not edit by hand.
@@ -242,17 +242,17 @@ def registered_runs() -> list[str]:
     return names
 
 
-def runs(root: Path = REPO, methods: list[str] | None = None) -> list[str]:
-    """The runs that get train stages: those params.yaml evaluates (`methods`, each a registered run; or
-    `methods` given here), so a preset of six runs trains six; every registered run where none is named."""
+def runs(root: Path = REPO, listed: list[str] | None = None) -> list[str]:
+    """The runs that get train stages: those params.yaml evaluates (`runs`, each a registered run; or
+    `listed` here), so a preset of six runs trains six; every registered run where none is named."""
     path = root / "params.yaml"
-    listed = methods or (read_yaml(path).get("methods") if path.is_file() else None)
+    listed = listed or (read_yaml(path).get("runs") if path.is_file() else None)
     if not listed:
         return registered_runs()
     known = registered_runs()
     unknown = [r for r in listed if r not in known]
     if unknown:
-        raise UserError(f"{path}: 'methods': unknown run {unknown[0]!r}; runs: {', '.join(known)}")
+        raise UserError(f"{path}: 'runs': unknown run {unknown[0]!r}; runs: {', '.join(known)}")
     return list(dict.fromkeys(listed))
 
 
@@ -324,12 +324,12 @@ def _per_run(command: str, s: Seeding, code: list[str], params: list[str], extra
         "params": s.params(params),
         "outs": outs,
     }
-    return {**s.loop(dataset="${datasets}", method="${methods}"), **body}
+    return {**s.loop(dataset="${datasets}", method="${runs}"), **body}
 
 
 def _attack(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
-    return _per_run("attack", s, code, ["seed", "threads", "attack"],
+    return _per_run("attack", s, code, ["seed", "threads", "threat", "attack"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}"],
                     [f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors"])
 
@@ -364,16 +364,16 @@ def _after_params_check(stage: dict) -> dict:
     return stage
 
 
-def stages(root: Path = REPO, methods: list[str] | None = None) -> dict:
+def stages(root: Path = REPO, listed: list[str] | None = None) -> dict:
     """Every stage of dvc.yaml, in order: `params` first, and every other stage depending on it."""
     return {"params": {  # re-checks on any edit of params.yaml or the code; persist: a refusal deletes nothing
         "cmd": "python -m pipeline stage params",
         "deps": ["params.yaml", *PACKAGES],
         "outs": [{PARAMS_CHECK: {"cache": False, "persist": True}}]},
-        **{name: _after_params_check(stage) for name, stage in _stages(root, methods).items()}}
+        **{name: _after_params_check(stage) for name, stage in _stages(root, listed).items()}}
 
 
-def _stages(root: Path, methods: list[str] | None) -> dict:
+def _stages(root: Path, listed: list[str] | None) -> dict:
     code = {c: [code_file(c)] for c in COMMANDS}
     out: dict = {
         "code": {  # first: what each command imports, hashed; a stage re-runs when its command's hashes change
@@ -391,7 +391,7 @@ def _stages(root: Path, methods: list[str] | None) -> dict:
     }
     for further in (False, True):
         s = Seeding(further)
-        for run in runs(root, methods):
+        for run in runs(root, listed):
             out[f"train-{run}{s.suffix}"] = _train(run, s, [code_file(f"train-{run}")])
     for further in (False, True):
         s = Seeding(further)
@@ -400,11 +400,11 @@ def _stages(root: Path, methods: list[str] | None) -> dict:
     out["analyze"] = {"foreach": "${datasets}", "do": {  # the first seed's models, one process per dataset
         "cmd": "python -m pipeline stage analyze --dataset ${item}",
         "deps": ["models/${item}", "data/prepared/${item}", *code["analyze"]],
-        "params": ["seed", "threads", "methods", "analysis"], "outs": ["metrics/analysis/${item}.json"]}}
+        "params": ["seed", "threads", "runs", "threat.linf", "analysis"], "outs": ["metrics/analysis/${item}.json"]}}
     out["report"] = {
         "cmd": "python -m pipeline stage report",
         "deps": ["metrics/attacks", "metrics/sanity", "metrics/analysis", "metrics/train", *code["report"]],
-        "params": ["seed", "seeds", "datasets", "methods", "analysis"],
+        "params": ["seed", "seeds", "datasets", "runs", "threat.linf", "analysis"],
         "outs": ["metrics/report/report.md"],
         "plots": ["metrics/report/figures"] + [
             {f"metrics/plots/{f}": {"cache": False, "template": f"pipeline/report/dvc_templates/{t}.json", "x": x,
@@ -414,7 +414,7 @@ def _stages(root: Path, methods: list[str] | None) -> dict:
         "cmd": "python -m pipeline stage aggregate",
         "always_changed": True,  # cheap; prints the results table at the end of every `dvc repro`
         "deps": ["metrics/attacks", "metrics/sanity", "metrics/report/report.md", *code["aggregate"]],
-        "params": ["seed", "seeds", "datasets", "methods"],
+        "params": ["seed", "seeds", "datasets", "runs"],
         # persist: DVC would delete them before every run (it always runs), losing the committed summary
         # when the stage fails; the stage replaces each atomically instead. The headline alone is metrics
         # (`dvc exp show`, `otjr exp show`); the full summary and its statistics are outputs
@@ -426,14 +426,14 @@ def _stages(root: Path, methods: list[str] | None) -> dict:
     return out
 
 
-def render(root: Path = REPO, methods: list[str] | None = None) -> str:
-    """The text of dvc.yaml (train stages for params.yaml's `methods`, or for `methods` given here)."""
+def render(root: Path = REPO, listed: list[str] | None = None) -> str:
+    """The text of dvc.yaml (train stages for params.yaml's `runs`, or for the runs `listed` here)."""
     yaml = YAML(typ="rt", pure=True)
     yaml.default_flow_style = False
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
     buf = io.StringIO()
-    yaml.dump({"stages": stages(root, methods)}, buf)
+    yaml.dump({"stages": stages(root, listed)}, buf)
     return HEADER + buf.getvalue()
 
 

@@ -180,6 +180,14 @@ class SpeedParams(Strict):
     sync_batchnorm: bool = Field(default=False, description="batch-norm statistics over all GPUs (multi-GPU CUDA runs)")
 
 
+class Threat(Strict):
+    """The threat model, stated once: the budget of each norm. The training adversary and the analyses take
+    `linf` unless they set their own `eps`; each attack instance takes its norm's unless it sets one."""
+
+    linf: LinfBudget
+    l2: PositiveBudget | None = None
+
+
 def _tuple(value: Any) -> Any:
     """A YAML list as a tuple (params are immutable); anything else is left for the type check."""
     return tuple(value) if isinstance(value, list) else value
@@ -194,9 +202,10 @@ class CoreBlock(Strict):
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
     threads: NonNegativeInt = 1  # torch's CPU threads per stage process (0: torch's default); results depend on it
     datasets: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
-    #: the runs evaluated and aggregated (method or method-addon); see `Params.runs`
-    methods: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(
-        min_length=1, description="the runs evaluated and aggregated: a method or method-addon")
+    #: the runs trained, evaluated and aggregated: a method (`otjr`) or method-addon (`trades-awp`)
+    runs: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(
+        min_length=1, description="the runs trained, evaluated and aggregated: a method or method-addon")
+    threat: Threat
     data: DataParams
     model: ModelParams
     train: TrainParams
@@ -229,10 +238,11 @@ class AttackBlock(Strict):
 
 
 class AttackParams(AttackBlock):
-    """The validated `attack` block: its own keys and each attack's settings (pipeline/config.py)."""
+    """The validated `attack` block: its own keys and each attack instance's settings (pipeline/config.py)."""
 
-    settings: dict[str, SerializeAsAny[BaseModel]] = {}  # attack name -> its validated hyper-parameters
-    own_n: dict[str, int] = {}  # attack name -> its own first n (attack.<name>.n)
+    settings: dict[str, SerializeAsAny[BaseModel]] = {}  # instance name -> its validated hyper-parameters (eps from `threat` if unset)
+    own_n: dict[str, int] = {}  # instance name -> its own first n (attack.<name>.n)
+    kinds: dict[str, str] = {}  # instance name -> its attack kind (`attack.<name>.attack`)
 
     def n_of(self, name: str) -> int:
         """How many of the first test images attack `name` sees."""
@@ -249,12 +259,6 @@ class Params(CoreBlock):
     attack: AttackParams | None = None
     method_params: dict[str, SerializeAsAny[BaseModel]] = {}  # method name -> its validated settings
     addon_params: dict[str, SerializeAsAny[BaseModel]] = {}  # add-on name -> its validated block
-
-    @property
-    def runs(self) -> tuple[str, ...]:
-        """The runs evaluated and aggregated. params.yaml keeps the key's old name, `methods`, that
-        `dvc exp run -S 'methods=[...]'` and every preset use; each entry is a run (`otjr`, `trades-awp`)."""
-        return self.methods
 
     @property
     def all_seeds(self) -> tuple[int, ...]:

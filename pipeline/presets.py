@@ -1,9 +1,11 @@
-"""Presets: the paper's experiments as params files, written to params.yaml in one command.
+"""Presets: the default and the paper's experiments as params files, written to params.yaml in one command.
 
-`presets/<name>.yaml` holds what one experiment sets (`description`, `extends` and
-params keys); it extends `presets/paper.yaml`, the settings all experiments share.
-Mappings merge key by key, anything else replaces. The merged result keeps the base
-file's comments, is validated like any params.yaml, and only then written.
+`presets/default.yaml` holds every setting: it is params.yaml as shipped (`otjr preset default`
+writes it back). Every other file states only what differs from the file it `extends`:
+`presets/paper.yaml` what the paper's experiments share, `presets/<name>.yaml` what one
+experiment sets. A file with a `description` is a preset. Mappings merge key by key (an empty
+mapping clears the base's), anything else replaces. The merged result keeps the base file's
+comments, is validated like any params.yaml, and only then written.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def _load(path: Path) -> Any:
 
 
 def names() -> list[str]:
-    """Presets available (files that extend another; the shared base is not one)."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if "extends" in (_load(p) or {}))
+    """Presets available (files with a description; the paper's shared settings are not one)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if "description" in (_load(p) or {}))
 
 
 def describe(name: str) -> str:
@@ -54,8 +56,9 @@ def _path(name: str) -> Path:
 
 
 def _merge(base: Any, overlay: Any) -> Any:
-    """Overlay mappings key by key (its comments replace the base's on the keys it sets)."""
-    if isinstance(base, dict) and isinstance(overlay, dict):
+    """Overlay mappings key by key (its comments replace the base's on the keys it sets); an empty mapping
+    replaces (model.args: {} drops the base model's arguments)."""
+    if isinstance(base, dict) and isinstance(overlay, dict) and overlay:
         for key, value in overlay.items():
             base[key] = _merge(base[key], value) if key in base else value
             comment = getattr(overlay, "ca", None) and overlay.ca.items.get(key)

@@ -16,9 +16,9 @@ import json
 import sys
 import types
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Iterator, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, PositiveInt, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from ruamel.yaml import YAML
@@ -30,7 +30,7 @@ from .core.io import write_text
 from .data import DATASETS
 from .methods import ADDONS, METHODS
 from .models import MODELS
-from .params import AttackBlock, CoreBlock
+from .params import AttackBlock, CoreBlock, read_yaml
 from .sanity.rules import RULES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,18 +62,42 @@ RECORD_ENTRIES = {
 
 
 # ------------------------------------------------------------------ params
-def params_blocks() -> Iterator[tuple[str, str, type[BaseModel]]]:
-    """(title, key prefix, model) for every typed block of params.yaml, in the file's order of concerns."""
+def params_blocks(params_file: Path = REPO / "params.yaml") -> Iterator[tuple[str, str, type[BaseModel]]]:
+    """(title, key prefix, model) for every typed block of params.yaml, in the file's order of concerns: the
+    attack instances are those `params_file` configures, each typed by its kind's settings (docs/attacks.md)."""
     yield "Top level and shared blocks", "", CoreBlock
     yield "attack", "attack", AttackBlock
-    for name in ATTACKS.names():
-        yield f"attack.{name} (attack `{name}`)", f"attack.{name}", ATTACKS.get(name).Params
+    for name, kind in attack_instances(params_file).items():
+        yield f"attack.{name} (an instance of attack kind `{kind}`)", f"attack.{name}", _instance_model(kind)
     for name in METHODS.names():
         cls = METHODS.get(name)
         if cls.Params.model_fields:
             yield f"method `{name}`", cls.param_prefix(), cls.Params
     for name in ADDONS.names():
         yield f"add-on `{name}`", name, ADDONS.get(name).Params
+
+
+def attack_instances(params_file: Path) -> dict[str, str]:
+    """Instance name -> attack kind of each `attack.<name>` block of `params_file` (`attack: <kind>`, else its name)."""
+    block = read_yaml(params_file).get("attack") if params_file.is_file() else None
+    if not isinstance(block, dict):
+        return {}
+    return {name: (value.get("attack", name) if isinstance(value, dict) else name) for name, value in block.items()
+            if name not in AttackBlock.model_fields and (value.get("attack", name) if isinstance(value, dict) else name)
+            in ATTACKS}
+
+
+class _InstanceKeys(BaseModel):
+    """The keys every attack instance may set besides its kind's settings."""
+
+    attack: Optional[str] = Field(None, description="the attack kind (`otjr list`); unset: the instance's name")
+    n: Optional[PositiveInt] = Field(None, description="its own first n test images (at most `attack.n`)")
+
+
+def _instance_model(kind: str) -> type[BaseModel]:
+    """An instance's keys: `attack` (its kind), `n`, then its kind's settings."""
+    return create_model(f"{kind}_instance", __base__=(_InstanceKeys, ATTACKS.get(kind).Params),
+                        __doc__=f"Attack kind `{kind}`; `eps` unset: the `threat` budget of its norm. {summary(ATTACKS.get(kind))}")
 
 
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "length >=", "max_length": "length <="}
@@ -183,11 +207,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def params_section(comments: dict[str, str]) -> list[str]:
+def params_section(comments: dict[str, str], params_file: Path) -> list[str]:
     out = ["## params.yaml", "",
            "Every key of the typed blocks, nested blocks flattened to dotted keys; the comment is the one beside",
            "the key in params.yaml. A key of a mapping-valued field (`data.resolution`, ...) names a dataset.", ""]
-    for title, prefix, model in params_blocks():
+    for title, prefix, model in params_blocks(params_file):
         doc = (model.__doc__ or "").strip().splitlines()
         out += [f"### {title}", ""] + ([doc[0], ""] if doc and not doc[0].startswith(model.__name__ + "(") else [])
         out += [f"params.yaml: {comments[prefix]}", ""] if prefix in comments else []
@@ -221,7 +245,8 @@ def registries_section() -> list[str]:
             cls = reg.get(n)
             keys = ", ".join(f"`{k}`" for k in cls.param_keys()) or "-"
             out.append(f"| `{n}` | {_cell(summary(cls))} | {keys} |")
-    out += ["", "## Attacks", "", "| name | access | iterative | settings (`attack.<name>.*`) | description |",
+    out += ["", "## Attack kinds", "", "An instance `attack.<name>` names its kind with `attack: <kind>` (docs/attacks.md).", "",
+            "| kind | access | iterative | settings (`attack.<name>.*`) | description |",
             "|---|---|---|---|---|"]
     for n in ATTACKS.names():
         cls = ATTACKS.get(n)
@@ -263,7 +288,7 @@ def render(params_file: Path) -> str:
     head = ["# Reference", "",
             "Generated by `otjr docs render` from the typed params, params.yaml's comments and the registries",
             "(`pipeline/reference.py`); do not edit by hand. `otjr docs render --check` fails when it is stale.", ""]
-    body = params_section(yaml_comments(params_file)) + registries_section() + records_section()
+    body = params_section(yaml_comments(params_file), params_file) + registries_section() + records_section()
     return "\n".join(head + body).rstrip() + "\n"
 
 

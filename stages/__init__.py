@@ -55,7 +55,7 @@ def list_registered() -> None:
     from pipeline.models import MODELS
 
     for title, reg in [("datasets", DATASETS), ("models", MODELS), ("methods", METHODS), ("add-ons", ADDONS),
-                       ("attacks", ATTACKS)]:
+                       ("attack kinds", ATTACKS)]:
         print(f"{title}: {', '.join(reg.names()) or '-'}" + (", timm/<architecture> (timm extra)" if reg is MODELS else ""))
 
 

@@ -9,7 +9,7 @@ from ._cli import one_line_errors
 def preset(
     name: str = typer.Argument("", help="preset name; leave out to list them"),
 ) -> None:
-    """Write preset NAME (presets/NAME.yaml merged onto presets/paper.yaml) to params.yaml."""
+    """Write preset NAME (presets/NAME.yaml over the files it extends, down to presets/default.yaml) to params.yaml."""
     from pipeline import dvc_render, presets
 
     if not name:

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, TINY, write_params
 
 SETTINGS = {**TINY, "train.epochs": 1, "train.eval_n": 16, "model.args.width": 4, "attack.n": 16,
-            "attack.suite": ["fgsm", "pgd20", "l2_pgd"], "methods": ["xe"]}
+            "attack.suite": ["fgsm", "pgd20", "l2_pgd"], "runs": ["xe"]}
 
 
 def dvc_env() -> dict:

@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("analysis")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OTJR_ROOT", str(root))
-        write_params(root, {**TINY, "train.epochs": 4, "model.args.width": 16, "methods": ["xe", "pgd_at"],
+        write_params(root, {**TINY, "train.epochs": 4, "model.args.width": 16, "runs": ["xe", "pgd_at"],
                             "analysis.n": 48, "analysis.ratio_n": 8, "analysis.cross_section.resolution": 9})
         api.download("digits")
         api.preprocess("digits")

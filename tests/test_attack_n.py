@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO, write_params
-from pipeline.attacks import ATTACKS, evaluate, summarise
+from pipeline.attacks import build, evaluate, summarise
 from pipeline.core.errors import UserError
 from pipeline.config import load_params
 from pipeline.sanity.rules import comparable_entries
@@ -25,7 +25,7 @@ def params():
 
 
 def suite(params, *names):
-    return [ATTACKS.get(n)(params.attack.settings[n], 10, params.seed) for n in names]
+    return [build(params.attack, n, 10, params.seed) for n in names]
 
 
 def test_params_take_an_attack_block_n(tmp_path):
@@ -85,7 +85,7 @@ def test_white_box_worst_case_of_the_claims_uses_the_images_every_attack_saw():
     from pipeline.report import evidence
 
     flags = {"clean": [True, True, True, False], "pgd20": [True, False, True, False], "mim": [True, True]}
-    assert evidence.measure_flags(flags, evidence.WHITE_BOX) == [True, False]
+    assert evidence.measure_flags(flags, evidence.WHITE_BOX, ["pgd20", "mim"]) == [True, False]
 
 
 def test_attack_and_sanity_stages_honour_an_attacks_own_n(digits):

@@ -7,7 +7,9 @@ from typing import Literal
 import pytest
 import torch
 
-from pipeline.attacks import ATTACKS, Attack, InvalidAdversarial, evaluate, parallel, summarise
+from conftest import REPO
+from pipeline.attacks import Attack, InvalidAdversarial, evaluate, parallel, summarise
+from pipeline.config import load_params
 from pipeline.core.schema import PositiveBudget, Strict
 from test_attacks_evaluate import suite
 from trained_models import digits, trained
@@ -40,7 +42,7 @@ def cheap_suite() -> list[Attack]:
     """Cheap attacks, DeepFool and a short AutoAttack among them (both record `results()`)."""
     attacks = suite("fgsm", "pgd20", "deepfool", "square", "simba", "autoattack")
     aa = attacks[-1]
-    attacks[-1] = type(aa)(aa.params.model_copy(update={"steps": 5, "square_queries": 50}), 10, aa.seed)
+    attacks[-1] = type(aa)(aa.params.model_copy(update={"steps": 5, "square_queries": 50}), 10, aa.seed, aa.name)
     return attacks
 
 
@@ -79,7 +81,7 @@ class _OutOfRange(Attack):
         norm: Literal["linf"] = "linf"
         eps: PositiveBudget = 0.2
 
-    name = "out_of_range"
+    kind = "out_of_range"
     implementation = "pipeline.attacks"
 
     def perturb(self, model, x, y):
@@ -121,6 +123,6 @@ def test_worker_count_and_where_forking_is_allowed(one_thread, monkeypatch):
 
 
 def test_dearest_attacks_are_handed_out_first():
-    costs = {a.name: a.cost for a in suite(*ATTACKS.names())}
+    costs = {a.name: a.cost for a in suite(*load_params(REPO / "params.yaml").attack.suite)}
     assert max(costs, key=costs.get) == "autoattack"
     assert costs["pgd100"] == 5 * costs["pgd20"] and costs["fgsm"] < costs["pgd20"]

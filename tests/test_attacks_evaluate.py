@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from conftest import REPO, write_params
-from pipeline.attacks import ATTACKS, evaluate, summarise
+from pipeline.attacks import ATTACKS, build, evaluate, summarise
 from pipeline.attacks.counting import CountingModel
 from pipeline.attacks.iterative import cross_entropy, on_labels
 from pipeline.core.pgd import ascend
@@ -20,7 +20,7 @@ from trained_models import EPS, digits, trained
 
 def suite(*names):
     params = load_params(REPO / "params.yaml")
-    return [ATTACKS.get(n)(params.attack.settings[n], 10, params.seed) for n in names]
+    return [build(params.attack, n, 10, params.seed) for n in names]
 
 
 def never_fooled_model() -> nn.Module:
@@ -118,7 +118,7 @@ def test_bad_attack_settings_are_one_line_errors(project, override, message):
 def test_autoattack_needs_four_classes():
     params = load_params(REPO / "params.yaml")
     with pytest.raises(UserError, match="autoattack needs at least 4 classes"):
-        ATTACKS.get("autoattack")(params.attack.settings["autoattack"], 3)
+        build(params.attack, "autoattack", 3)
 
 
 def test_checkpoint_for_another_class_count_fails_before_any_work(digits):
@@ -212,7 +212,8 @@ def test_jacobian_attacks_slice_large_batches_without_changing_results(monkeypat
                                   and "linf" in ATTACKS.get(n).Params.model_fields["norm"].annotation.__args__])
 def test_attacks_offering_both_norms_run_in_l2(name):
     params = load_params(REPO / "params.yaml")
-    settings = params.attack.settings[name].model_copy(update={"norm": "l2", "eps": 0.75})
+    instance = next(n for n in params.attack.suite if params.attack.kinds[n] == name)  # the default's first of the kind
+    settings = params.attack.settings[instance].model_copy(update={"norm": "l2", "eps": 0.75})
     attack = ATTACKS.get(name)(settings, 10, 0)
     d = digits()
     x, y = d.x_test[:24], d.y_test[:24]

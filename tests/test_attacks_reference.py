@@ -240,7 +240,7 @@ def test_autoattack_matches_pyautoattack_within_two_examples():
     pytest.importorskip("pyautoattack")
     from pyautoattack import AutoAttack as Official
 
-    from pipeline.attacks import ATTACKS, evaluate
+    from pipeline.attacks import build, evaluate
     from pipeline.config import load_params
     from conftest import REPO
 
@@ -249,7 +249,7 @@ def test_autoattack_matches_pyautoattack_within_two_examples():
     d = digits()
     x, y = d.x_test[:96], d.y_test[:96]
     with one_thread():
-        ours = evaluate(model, x, y, [ATTACKS.get("autoattack")(params.attack.settings["autoattack"], 10, 0)], 256)
+        ours = evaluate(model, x, y, [build(params.attack, "autoattack", 10, 0)], 256)
     with frozen(model), torch.random.fork_rng(), one_thread():
         official = Official(model, norm="Linf", eps=EPS, version="standard", seed=0, device="cpu")
         official.logger.disabled = True

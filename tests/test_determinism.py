@@ -13,11 +13,11 @@ import pytest
 from conftest import REPO, TINY, run_cli, write_params
 
 SETTINGS = {**TINY, "train.epochs": 2, "train.eval_n": 16, "model.args.width": 4, "attack.n": 16, "sanity.n": 16,
-            "attack.suite": ["fgsm", "pgd20", "l2_pgd"], "methods": ["xe", "otjr"]}
+            "attack.suite": ["fgsm", "pgd20", "l2_pgd"], "runs": ["xe", "otjr"]}
 #: Every stage command of dvc.yaml, in its order, for the runs above.
 STAGES = [["params"], ["download", "--dataset", "digits"], ["preprocess", "--dataset", "digits"],
           *[[kind, "--dataset", "digits", "--method", run] for kind in ("train", "attack", "sanity")
-            for run in SETTINGS["methods"]],
+            for run in SETTINGS["runs"]],
           ["analyze", "--dataset", "digits"], ["report"], ["aggregate"]]
 
 

@@ -113,7 +113,7 @@ def test_attack_suite_sanity_and_analyses(digits):
     from pipeline import api
 
     write_params(digits, {**TINY, "train.epochs": 1, "attack.n": 24, "sanity.n": 24, "analysis.n": 16,
-                          "analysis.ratio_n": 8, "analysis.cross_section.resolution": 5, "methods": ["xe", "pgd_at"],
+                          "analysis.ratio_n": 8, "analysis.cross_section.resolution": 5, "runs": ["xe", "pgd_at"],
                           "sanity.undefended": "xe"})
     for run in ("xe", "pgd_at"):
         api.train("digits", run)

@@ -49,7 +49,7 @@ def repo(tmp_path_factory) -> Path:
             shutil.copy2(src, root / name)
     from pipeline.dvc_render import registered_runs
 
-    write_params(root, {**TINY, "train.epochs": 1, "methods": registered_runs()})  # the add-on runs too
+    write_params(root, {**TINY, "train.epochs": 1, "runs": registered_runs()})  # the add-on runs too
     _run(sys.executable, "-m", "pipeline", "dvc", "render", cwd=root)
     _run("git", "init", "-q", cwd=root)
     _run("git", "add", "-A", cwd=root)

@@ -62,7 +62,7 @@ def toy_method():
 
 
 def test_a_registered_method_gets_its_train_stages_with_its_own_params(toy_method):
-    stages = yaml.load(dvc_render.render(methods=[*dvc_render.runs(), "toy"]))["stages"]
+    stages = yaml.load(dvc_render.render(listed=[*dvc_render.runs(), "toy"]))["stages"]
     first, further = stages["train-toy"], stages["train-toy-seeds"]
     assert first["do"]["params"] == [*dvc_render.TRAIN_BASE, "toy"]
     assert first["do"]["cmd"] == "python -m pipeline stage train --dataset ${item} --method toy"
@@ -72,10 +72,10 @@ def test_a_registered_method_gets_its_train_stages_with_its_own_params(toy_metho
 
 
 def test_train_stages_follow_the_runs_params_yaml_evaluates(tmp_path):
-    (tmp_path / "params.yaml").write_text("methods:\n- otjr\n- pgd_at\n")
+    (tmp_path / "params.yaml").write_text("runs:\n- otjr\n- pgd_at\n")
     assert dvc_render.runs(tmp_path) == ["otjr", "pgd_at"]
-    (tmp_path / "params.yaml").write_text("methods:\n- otjr\n- nosuch\n")
-    with pytest.raises(UserError, match="'methods': unknown run 'nosuch'"):
+    (tmp_path / "params.yaml").write_text("runs:\n- otjr\n- nosuch\n")
+    with pytest.raises(UserError, match="'runs': unknown run 'nosuch'"):
         dvc_render.runs(tmp_path)
 
 
@@ -272,10 +272,10 @@ def fake_pipeline(tmp_path_factory) -> Path:
     for name in ("pipeline", "stages"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "params.yaml", root / "params.yaml")
-    _set(root, "methods", dvc_render.registered_runs())  # every run, the add-on ones too (the default has none)
+    _set(root, "runs", dvc_render.registered_runs())  # every run, the add-on ones too (the default has none)
     shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
     (root / "fake.py").write_text(FAKE)
-    stages = dvc_render.stages(methods=dvc_render.registered_runs())
+    stages = dvc_render.stages(listed=dvc_render.registered_runs())
     for name, stage in stages.items():
         body = stage.get("do", stage)
         if name not in ("code", "params"):  # the real ones: they hash the copied code, check its params
@@ -312,7 +312,7 @@ def test_adding_seeds_adds_stages_and_reruns_nothing_done(fake_pipeline):
         _run(sys.executable, "-m", "dvc", "checkout", "-q", cwd=root)
     new = {s for s in ran if s.split("@")[0].endswith("-seeds")}
     assert ran - new == {"params", "report", "aggregate"}  # params.yaml changed; report and aggregate read every seed
-    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    methods = yaml.load((root / "params.yaml").read_text())["runs"]
     assert new == ({f"train-{r}-seeds@digits-{s}" for r in methods for s in (1, 2)}
                    | {f"{k}-seeds@digits-{m}-{s}" for k in ("attack", "sanity") for m in methods for s in (1, 2)})
     assert again == {"aggregate"}
@@ -340,7 +340,7 @@ def _repro_with(root: Path, key: str, value) -> set[str]:
 @pytest.mark.slow
 def test_lambda_j_reruns_only_otjr_runs_and_a_sanity_setting_no_training(fake_pipeline):
     root = fake_pipeline
-    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    methods = yaml.load((root / "params.yaml").read_text())["runs"]
     ran = _repro_with(root, "lambda_j", 0.01)
     otjr = {"otjr", "otjr-awp", "otjr-lbgat"}
     assert {s for s in ran if s.startswith("train-")} == {f"train-{r}@digits" for r in otjr}
@@ -392,14 +392,14 @@ EDITS = {
 def test_a_code_edit_changes_exactly_the_stages_that_run_that_code(fake_pipeline, file):
     root = fake_pipeline
     status = json.loads(_edited(root, file, ("repro", "-q", "code"), ("status", "--json")))
-    runs = yaml.load((root / "params.yaml").read_text())["methods"]
+    runs = yaml.load((root / "params.yaml").read_text())["runs"]
     assert set(status) - {"aggregate"} == EDITS[file](runs)
 
 
 @pytest.mark.slow
 def test_a_code_change_reruns_only_the_stages_that_import_it(fake_pipeline):
     root = fake_pipeline
-    methods = yaml.load((root / "params.yaml").read_text())["methods"]
+    methods = yaml.load((root / "params.yaml").read_text())["runs"]
     ran = set(re.findall(r"Running stage '([^']+)'", _edited(root, "pipeline/sanity/rules.py", ("repro",))))
     # `params` checks the file with the edited code (its output unchanged, nothing follows from it)
     assert ran == {"params", "code", *_each(("sanity",), methods), "report", "aggregate"}  # and what reads sanity's

@@ -14,7 +14,7 @@ from pipeline.methods import ADDONS, METHODS, parse_run
 from pipeline.config import load_params
 from pipeline.dvc_render import SANITY_ATTACK_KEYS, fingerprint, registered_runs
 
-BASE = ["seed", "threads", "model", "train", "adversary", "speed"]  # what the shared trainer reads for every run
+BASE = ["seed", "threads", "model", "train", "adversary", "threat.linf", "speed"]  # what the shared trainer reads for every run
 
 
 def stages() -> dict:
@@ -31,10 +31,10 @@ def expected_params(run_name: str) -> list[str]:
 
 @functools.cache
 def every_run_stages() -> dict:
-    """dvc.yaml as rendered with every registered run in `methods` (the default leaves the add-on runs out)."""
+    """dvc.yaml as rendered with every registered run in `runs` (the default leaves the add-on runs out)."""
     from pipeline.dvc_render import stages as rendered
 
-    return rendered(methods=registered_runs())
+    return rendered(listed=registered_runs())
 
 
 def train_runs() -> list[str]:
@@ -44,8 +44,8 @@ def train_runs() -> list[str]:
 def test_every_registered_method_and_every_listed_run_has_a_train_stage():
     runs = set(train_runs())
     assert set(METHODS.names()) <= runs
-    assert set(load_params(REPO / "params.yaml").methods) <= runs
-    assert runs == set(load_params(REPO / "params.yaml").methods)  # no stage trains what is never evaluated
+    assert set(load_params(REPO / "params.yaml").runs) <= runs
+    assert runs == set(load_params(REPO / "params.yaml").runs)  # no stage trains what is never evaluated
 
 
 @pytest.mark.parametrize("run", registered_runs())
@@ -104,15 +104,16 @@ def test_methods_page_documents_every_method_and_addon():
 
 
 def test_sanity_stages_list_the_attack_keys_the_checks_read():
-    """The checks read `attack.batch_size` and `attack.pgd20` from params.yaml, the rest through the attack record
-    (a dependency): the stage lists those two keys, not the whole block (which would double dvc.lock)."""
+    """The checks read `attack.batch_size` and `attack.pgd20` from params.yaml, the rest (the instances' kinds
+    included) through the attack record (a dependency): the stage lists those two keys, not the whole block
+    (which would double dvc.lock)."""
     source = "\n".join(p.read_text() for p in sorted((REPO / "pipeline" / "sanity").glob("*.py")))
     read = set(re.findall(r"params\.attack\.(\w+)", source))
     blocks = set(re.findall(r"params\.attack\.settings(?:\.get\(|\[)\"(\w+)\"", source))
-    assert read == {"batch_size", "settings"} and blocks == {"pgd20"}
+    assert read == {"batch_size", "settings", "kinds"} and blocks == {"pgd20"}
     assert "params.attack" not in source.replace("params.attack.batch_size", "").replace(
-        'params.attack.settings.get("pgd20")', "")
-    assert SANITY_ATTACK_KEYS == ("attack.batch_size", "attack.pgd20")
+        'params.attack.settings.get("pgd20")', "").replace("params.attack.kinds.get(", "")
+    assert SANITY_ATTACK_KEYS == ("attack.batch_size", "attack.pgd20", "threat.linf")
     for name in ("sanity", "sanity-seeds"):
         keys = stages()[name]["params"]
-        assert [k for k in keys if k.startswith("attack")] == list(SANITY_ATTACK_KEYS), name
+        assert [k for k in keys if k.startswith(("attack", "threat"))] == list(SANITY_ATTACK_KEYS), name

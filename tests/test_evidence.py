@@ -39,7 +39,7 @@ def world(project):
 
 
 def _params(project, methods):
-    write_params(project, {**TINY, "datasets": [DS], "methods": methods})
+    write_params(project, {**TINY, "datasets": [DS], "runs": methods})
     return load_params()
 
 
@@ -118,9 +118,11 @@ def test_report_opens_each_dataset_with_the_claims_table(world):
 def test_white_box_worst_case_takes_only_white_box_attacks():
     flags = {"clean": [True, True, True, False], "pgd20": [True, False, True, False],
              "fgsm": [True, True, False, False], "square": [False, True, True, True], "autoattack": [False] * 4}
-    assert evidence.white_box_attacks(sorted(flags)) == ["fgsm", "pgd20"]
-    assert evidence.measure_flags(flags, evidence.WHITE_BOX) == [True, False, False, False]
-    assert evidence.measure_flags(flags, "square") == flags["square"]
+    kinds = {"pgd20": "pgd", "fgsm": "fgsm", "square": "square", "autoattack": "autoattack", "pgd50": "pgd"}
+    white_box = evidence.white_box_attacks(kinds)
+    assert sorted(white_box) == ["fgsm", "pgd20", "pgd50"]  # instances, by their kind's access
+    assert evidence.measure_flags(flags, evidence.WHITE_BOX, white_box) == [True, False, False, False]
+    assert evidence.measure_flags(flags, "square", white_box) == flags["square"]
 
 
 def test_epochs_to_target_and_missing_curves():
@@ -134,8 +136,9 @@ def test_several_seeds_pool_discordant_pairs(monkeypatch, world):
     """Two seeds per run (issue: seeds expansion): the claim pools their discordant pairs and reports the spread."""
     project, flags = world
     two = {r: [{k: v.tolist() for k, v in f.items()}] * 2 for r, f in flags.items()}
-    results = evidence.evaluate_claims(two, {}, None)
-    one = evidence.evaluate_claims({r: f[:1] for r, f in two.items()}, {}, None)
+    white_box = ["fgsm", "pgd20"]  # the white-box attacks of the fake records
+    results = evidence.evaluate_claims(two, {}, None, white_box)
+    one = evidence.evaluate_claims({r: f[:1] for r, f in two.items()}, {}, None, white_box)
     for r2, r1 in zip(results, one):
         if r1.comparison is not None:
             assert r2.comparison.pooled.a_only == 2 * r1.comparison.pooled.a_only

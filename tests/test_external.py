@@ -19,7 +19,7 @@ from pipeline.core.io import load_tensors, read_json
 
 #: the attack, sanity and analysis budgets of these tests: seconds per model on a CPU
 SMALL = {
-    "methods": ["xe"],
+    "runs": ["xe"],
     "attack.n": 16,
     "attack.suite": ["fgsm", "pgd20", "autoattack"],
     "sanity.n": 16,

@@ -14,7 +14,7 @@ from pipeline.config import load_params
 def test_repo_params_are_valid_and_typed(project):
     p = load_params()
     assert p.datasets == ("digits",)
-    assert "otjr" in p.methods
+    assert "otjr" in p.runs
     otjr = p.for_method("otjr")
     assert isinstance(otjr.lambda_j, float) and isinstance(otjr.num_projections, int)
     assert p.adversary.steps >= 1 and p.adversary.eps > 0
@@ -34,7 +34,7 @@ def test_fraction_budgets_and_dvc_style_floats(project):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        ({"methods": ["xe", "nonesuch"]}, "unknown method 'nonesuch'"),
+        ({"runs": ["xe", "nonesuch"]}, "unknown method 'nonesuch'"),
         ({"datasets": ["mnist9"]}, "unknown dataset 'mnist9'"),
         ({"adversary.eps": 0}, "'adversary.eps'"),
         ({"adversary.eps": -0.1}, "'adversary.eps'"),

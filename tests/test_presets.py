@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from pipeline import presets
 from pipeline.config import load_params
 from pipeline.params import read_yaml
@@ -33,7 +33,39 @@ def _params(tmp_path, name):
 
 def test_every_experiment_has_a_preset():
     tiers = ["fashion-mnist", "fashion-mnist-full"]  # not paper experiments: tests/test_presets_fashion_mnist.py
-    assert presets.names() == sorted([*EXPERIMENTS, *tiers])
+    assert presets.names() == sorted(["default", *EXPERIMENTS, *tiers])
+
+
+def test_params_yaml_is_the_default_preset():
+    """The defaults are written once, in presets/default.yaml; params.yaml is its render (`otjr preset default`)."""
+    assert (REPO / "params.yaml").read_text() == presets.render("default")
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """dotted key -> value of every leaf (a non-mapping or an empty mapping)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_the_papers_shared_settings_state_only_what_differs_from_the_default():
+    yaml = YAML(typ="safe", pure=True)
+    default = _leaves(yaml.load((presets.PRESET_DIR / "default.yaml").read_text()))
+    paper = yaml.load((presets.PRESET_DIR / "paper.yaml").read_text())
+    assert paper.pop("extends") == "default.yaml"
+    repeated = [k for k, v in _leaves(paper).items() if k in default and default[k] == v]
+    assert not repeated, f"presets/paper.yaml repeats the default's {repeated}"
+
+
+def test_an_empty_mapping_clears_the_base_ones(tmp_path):
+    """The default's model.args (width 16 for small_cnn) must not reach a WideResNet: paper.yaml sets args: {}."""
+    assert presets._merge({"args": {"width": 16}, "name": "a"}, {"args": {}}) == {"args": {}, "name": "a"}
+    assert presets._merge({"args": {"width": 16}}, {"args": {"depth": 2}}) == {"args": {"width": 16, "depth": 2}}
+    assert _params(tmp_path, "cifar10-wrn34").model.args == {}
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
@@ -84,10 +116,12 @@ def test_every_registered_method_and_attack_has_paper_settings(tmp_path, name):
             assert key in written, f"presets: no setting {key!r} of method {method!r}"
     dataset, model = EXPERIMENTS[name][:2]
     table = TABLE4 if dataset in ("intel", "imagenet100") else TABLE9 if model == "wrn28_10" else TABLE2
-    missing = [m for m in table if m in METHODS and m not in p.methods]
+    missing = [m for m in table if m in METHODS and m not in p.runs]
     assert not missing, f"presets/{name}.yaml: methods lacks {missing} (paper table rows)"
-    missing = [a for a in PAPER_ATTACKS if a in ATTACKS and a not in p.attack.suite]
+    missing = [a for a in PAPER_ATTACKS if a not in p.attack.suite]
     assert not missing, f"presets: attack.suite lacks {missing}"
+    kinds = set(ATTACKS.names()) - {p.attack.kinds[a] for a in p.attack.suite}
+    assert not kinds, f"presets: attack.suite runs no instance of {sorted(kinds)}"
 
 
 def test_one_command_writes_params_yaml(project):

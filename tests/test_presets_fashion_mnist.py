@@ -33,7 +33,7 @@ def _check_budget_and_paper_values(p):
 def test_cpu_tier_validates_and_holds_its_calibrated_settings(tmp_path):
     p = _params(tmp_path, "fashion-mnist")
     _check_budget_and_paper_values(p)
-    assert p.methods == tuple(TIER_METHODS)
+    assert p.runs == tuple(TIER_METHODS)
     assert p.data.train_n == {"fashion_mnist": 20000}
     assert p.model.name == "strided_cnn" and p.train.epochs == 8
     assert (p.adversary.steps, p.adversary.step) == (5, pytest.approx(0.04))
@@ -47,4 +47,4 @@ def test_full_tier_validates_with_five_seeds(tmp_path):
     _check_budget_and_paper_values(p)
     assert p.all_seeds == (0, 1, 2, 3, 4)
     assert p.data.train_n == {} and p.train.epochs == 100 and p.model.name == "preact_resnet18"
-    assert (p.adversary.steps, p.adversary.step) == (10, pytest.approx(0.025)) and len(p.methods) == 10
+    assert (p.adversary.steps, p.adversary.step) == (10, pytest.approx(0.025)) and len(p.runs) == 10

@@ -29,7 +29,7 @@ def report(tmp_path_factory):
         mp.setenv("OTJR_ROOT", str(root))
         write_params(root, TINY)
         build_fake_world()
-        params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "methods": RUNS})
+        params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "runs": RUNS})
         yield build_report(params).read_text()
 
 
@@ -143,7 +143,7 @@ def test_dvc_plots_data(report):
 
 def test_report_builds_again_without_stale_figures(project):
     build_fake_world()
-    params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "methods": RUNS})
+    params = load_params().model_copy(update={"datasets": ("cifar10", "digits"), "runs": RUNS})
     build_report(params)
     build_report(params.model_copy(update={"datasets": ("digits",)}))
     assert {p.name for p in (paths.report_dir() / "figures").glob("*.png")} == {

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import REPO, write_params
-from pipeline.attacks import ATTACKS, evaluate, summarise
+from pipeline.attacks import build, evaluate, summarise
 from pipeline.core.errors import UserError
 from pipeline.config import load_params
 from pipeline.sanity import Context, run_rules
@@ -26,7 +26,7 @@ def attack_record(model, params) -> tuple[dict, dict]:
     """The attack stage's record and flags for `model` under the full default suite."""
     d = digits()
     x, y = d.x_test[:N_ATTACK], d.y_test[:N_ATTACK]
-    attacks = [ATTACKS.get(n)(params.attack.settings[n], 10, params.seed) for n in params.attack.suite]
+    attacks = [build(params.attack, n, 10, params.seed) for n in params.attack.suite]
     result = evaluate(model, x, y, attacks, params.attack.batch_size, params.seed)
     record = {"n": N_ATTACK, "subset": f"first {N_ATTACK}", "seed": params.seed,
               "versions": {"torch": torch.__version__, "torchattacks": "3.3.0"}, **summarise(result, attacks)}

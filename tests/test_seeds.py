@@ -28,7 +28,7 @@ def test_seeds_are_further_distinct_seeds(project, seeds, message):
 
 def test_default_is_one_seed_and_further_seeds_have_their_own_folders(project):
     p = load_params()
-    assert p.seeds == () and p.all_seeds == (0,) and p.runs == p.methods
+    assert p.seeds == () and p.all_seeds == (0,) and p.runs == p.runs
     plain = paths.checkpoint("digits", "otjr")
     with paths.seed_scope(2):
         assert paths.checkpoint("digits", "otjr") == plain.parent.with_name("digits.seed2") / "otjr.safetensors"
@@ -59,7 +59,7 @@ def test_summary_over_two_seeds(project):
     first = build_claims_world(DS)
     second = _second_seed(DS)
     runs = list(CLAIMS_ACC)
-    write_params(project, {**TINY, "datasets": [DS], "methods": runs, "seeds": [1]})
+    write_params(project, {**TINY, "datasets": [DS], "runs": runs, "seeds": [1]})
     text = aggregate(load_params())
 
     pct = lambda flags, k: 100.0 * int(flags[k].sum()) / CLAIMS_N  # noqa: E731

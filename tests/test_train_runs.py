@@ -51,11 +51,11 @@ def test_run_trains_and_lowers_its_objective(name):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        ({"methods": ["xe", "sat-awp"]}, "add-on 'awp' does not combine with method 'sat'"),
-        ({"methods": ["rand_jr-lbgat"]}, "add-on 'lbgat' does not combine with method 'rand_jr'"),
-        ({"methods": ["trades-awp-lbgat"]}, "at most one add-on"),
-        ({"methods": ["trades-boost"]}, "unknown add-on 'boost'"),
-        ({"methods": ["madry"]}, "unknown method 'madry'"),
+        ({"runs": ["xe", "sat-awp"]}, "add-on 'awp' does not combine with method 'sat'"),
+        ({"runs": ["rand_jr-lbgat"]}, "add-on 'lbgat' does not combine with method 'rand_jr'"),
+        ({"runs": ["trades-awp-lbgat"]}, "at most one add-on"),
+        ({"runs": ["trades-boost"]}, "unknown add-on 'boost'"),
+        ({"runs": ["madry"]}, "unknown method 'madry'"),
         ({"trades.beta": -1}, "'trades.beta'"),
         ({"alp.alpha": 1.5}, "'alp.alpha'"),
         ({"alp.lambda_pair": -0.5}, "'alp.lambda_pair'"),
@@ -83,7 +83,7 @@ def test_missing_addon_block_is_named(project):
     yaml = YAML(typ="safe", pure=True)
     data = yaml.load((project / "params.yaml").read_text())
     del data["awp"]
-    data["methods"] = ["trades-awp"]
+    data["runs"] = ["trades-awp"]
     with open(project / "params.yaml", "w") as f:
         yaml.dump(data, f)
     with pytest.raises(UserError, match="missing key 'awp"):

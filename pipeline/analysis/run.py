@@ -96,8 +96,8 @@ def analyze_run(model, x, y, images: list[int], params: Params) -> dict[str, Any
 
 
 def analyze_dataset(dataset: str, params: Params, show_progress: bool | None = None) -> Path:
-    """Analyse every run of `params.methods` on `dataset`; writes metrics/analysis/<dataset>.json."""
-    subjects = [pipeline_subject(dataset, run) for run in params.methods]  # load (and validate) all before any work
+    """Analyse every run of `params.runs` on `dataset`; writes metrics/analysis/<dataset>.json."""
+    subjects = [pipeline_subject(dataset, run) for run in params.runs]  # load (and validate) all before any work
     return analyze_subjects(subjects, params, paths.analysis_result(dataset), show_progress)
 
 

@@ -1,7 +1,7 @@
-"""Attacks: a registry keyed by result-schema names, and the evaluator that runs a suite."""
+"""Attacks: a registry of attack kinds (params.yaml configures the named instances), and the evaluator."""
 
 from . import autoattack, blackbox, boundary, gradient  # noqa: F401  (registration)
-from .base import ATTACKS, Attack, register
+from .base import ATTACKS, Attack, build, register
 from .evaluate import Evaluation, InvalidAdversarial, evaluate, summarise
 
-__all__ = ["ATTACKS", "Attack", "register", "evaluate", "summarise", "Evaluation", "InvalidAdversarial"]
+__all__ = ["ATTACKS", "Attack", "build", "register", "evaluate", "summarise", "Evaluation", "InvalidAdversarial"]

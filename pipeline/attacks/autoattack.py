@@ -52,15 +52,16 @@ def apgd_targeted(model, x, y, *, n_targets: int, **apgd_args) -> torch.Tensor:
 
 @register
 class AutoAttack(Attack):
-    name = "autoattack"
+    kind = "autoattack"
     Params = AutoAttackParams
     implementation = "pipeline.attacks.apgd + torchattacks.FAB + torchattacks.Square"
     min_classes = 4  # the targeted DLR loss reads the 4th-largest logit
     access = "ensemble"
     iterative = True
     cost = 200.0  # see Attack.cost
-    #: FAB-T with the same settings is one of its stages (deterministic), so it fools a superset.
-    at_least_as_strong_as = ("pgd100", "fab_t")
+    #: FAB-T with the same settings is one of its stages (deterministic), so it fools a superset; its APGD-CE
+    #: stage is a PGD at least as strong as the suite's CE-PGDs.
+    at_least_as_strong_as = ("pgd", "fab_t")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,13 +1,16 @@
 """The attack interface: one small base class, one override point (`perturb`).
 
-Each attack is registered under its result-schema key (fgsm, pgd20, ...) with a params
-model for its block in params.yaml; every hyper-parameter, the threat model (`norm`)
-included, is written there. The evaluator calls `perturb` with the model in eval mode and
-its parameters frozen, on clean-correct examples only.
+The registry holds attack *kinds* (pgd, fgsm, autoattack, ...), each with a params model.
+params.yaml holds the *instances*: `attack.<name>` is one configured attack (`pgd20: {attack:
+pgd, steps: 20, ...}`), and its name is its key in the records. Every hyper-parameter is
+written there; the budget comes from the `threat` block unless the instance sets its own
+`eps` (docs/attacks.md). The evaluator calls `perturb` with the model in eval mode and its
+parameters frozen, on clean-correct examples only.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from importlib import metadata
 from typing import Any, ClassVar, Literal
@@ -22,7 +25,8 @@ from ..core.schema import Strict, budget_limit
 
 
 class Attack(ABC):
-    name: ClassVar[str]
+    #: The registry name of this kind of attack; an instance's `name` is its key in params.yaml and the records.
+    kind: ClassVar[str]
     Params: ClassVar[type[Strict]]
     #: What actually runs, e.g. 'torchattacks.FAB' or 'pipeline.attacks.iterative'.
     implementation: ClassVar[str]
@@ -32,8 +36,8 @@ class Attack(ABC):
     access: ClassVar[Literal["white-box", "black-box", "ensemble"]] = "white-box"
     #: Iterates on the loss gradient (sanity rule 3 holds these to be at least as strong as FGSM).
     iterative: ClassVar[bool] = False
-    #: Weaker siblings on the same threat model: accuracy under this attack should not exceed
-    #: theirs beyond sampling tolerance (the suite test checks this for every registered attack).
+    #: Weaker kinds: on the same threat model (norm, eps) accuracy under this attack should not exceed
+    #: theirs beyond sampling tolerance (`outranks`; the suite test checks it for every pair of the suite).
     at_least_as_strong_as: ClassVar[tuple[str, ...]] = ()
     #: Runs on the fp32 model even under `attack.precision: bf16`: its result depends on logit
     #: differences below bf16's resolution (FAB's and DeepFool's linearisation, Square's
@@ -44,7 +48,8 @@ class Attack(ABC):
     #: (`attack.workers`: the dearest first), never a result.
     cost: float = 1.0
 
-    def __init__(self, params: Strict, num_classes: int, seed: int = 0):
+    def __init__(self, params: Strict, num_classes: int, seed: int = 0, name: str | None = None):
+        self.name = name or self.kind
         if num_classes < self.min_classes:
             raise UserError(f"attack.suite: {self.name} needs at least {self.min_classes} classes, the dataset has {num_classes}")
         self.params = params
@@ -59,6 +64,14 @@ class Attack(ABC):
     def norm(self) -> Norm:
         """Threat model the validity check enforces: the eps-ball of this norm."""
         return self.params.norm
+
+    def same_threat(self, other: "Attack") -> bool:
+        """Both attack the same ball (norm and eps), so their accuracies are comparable."""
+        return self.norm == other.norm and math.isclose(self.eps, other.eps)
+
+    def outranks(self, other: "Attack") -> bool:
+        """Whether this attack should be no weaker than `other`: a weaker kind on the same threat model."""
+        return other is not self and other.kind in self.at_least_as_strong_as and self.same_threat(other)
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         """Raise `UserError` if the attack cannot run on images of this shape (before any work)."""
@@ -108,4 +121,9 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def register(cls: type[Attack]) -> type[Attack]:
-    return ATTACKS.register(cls.name)(cls)
+    return ATTACKS.register(cls.kind)(cls)
+
+
+def build(block, name: str, num_classes: int, seed: int = 0) -> Attack:
+    """Instance `name` of the attack block (`params.attack`): its kind, built with its validated settings."""
+    return ATTACKS.get(block.kinds[name], key="attack.suite")(block.settings[name], num_classes, seed, name=name)

@@ -52,7 +52,7 @@ def square(model, x, y, *, norm: str, eps: float, queries: int, restarts: int, p
 class Square(Attack):
     """Square attack (Andriushchenko et al. 2020): random square updates on the margin loss."""
 
-    name = "square"
+    kind = "square"
     fp32_only = True  # see Attack.fp32_only
     Params = SquareParams
     implementation = "torchattacks.Square"
@@ -119,7 +119,7 @@ def simba(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, o
 class SimBA(Attack):
     """SimBA-DCT over a random order of low-frequency directions, L-inf bounded by eps."""
 
-    name = "simba"
+    kind = "simba"
     Params = SimBAParams
     implementation = "pipeline.attacks.blackbox"
     access = "black-box"

@@ -158,7 +158,7 @@ def _fab_rows(model, x, y, targets, seed, fab_args) -> tuple[torch.Tensor, torch
 class FAB(Attack):
     """Untargeted FAB (Croce & Hein 2020)."""
 
-    name = "fab"
+    kind = "fab"
     fp32_only = True  # see Attack.fp32_only
     Params = FABParams
     implementation = "torchattacks.FAB"
@@ -178,7 +178,7 @@ class FAB(Attack):
 class FABTargeted(Attack):
     """Targeted FAB over the top n_target_classes other classes (AutoAttack's FAB-T)."""
 
-    name = "fab_t"
+    kind = "fab_t"
     fp32_only = True  # see Attack.fp32_only
     Params = FABTParams
     implementation = "torchattacks.FAB"
@@ -239,7 +239,7 @@ def deepfool(model, x: torch.Tensor, y: torch.Tensor, *, steps: int, overshoot: 
 class DeepFool(Attack):
     """DeepFool (Moosavi-Dezfooli et al. 2016); accuracy at the L2 budget, median distance recorded."""
 
-    name = "deepfool"
+    kind = "deepfool"
     fp32_only = True  # see Attack.fp32_only
     Params = DeepFoolParams
     implementation = "pipeline.attacks.boundary"

@@ -49,7 +49,7 @@ class CWParams(Strict):
 
 @register
 class FGSM(Attack):
-    name = "fgsm"
+    kind = "fgsm"
     Params = FGSMParams
     implementation = "torchattacks.FGSM"
     cost = 0.1  # see Attack.cost
@@ -60,17 +60,31 @@ class FGSM(Attack):
         return torchattacks.FGSM(model, eps=self.eps)(x, y)
 
 
+@register
 class PGD(Attack):
-    """PGD on cross-entropy (Madry et al.): signed (L-inf) or normalised (L2) steps, random start."""
+    """PGD on cross-entropy (Madry et al.): signed (L-inf) or normalised (L2) steps, random start.
 
+    One kind for PGD-20, PGD-100 and L2-PGD: each is an instance in params.yaml (`attack: pgd`)."""
+
+    kind = "pgd"
     Params = PGDParams
     implementation = "pipeline.attacks.iterative"
     iterative = True
+    at_least_as_strong_as = ("fgsm",)
 
     @property
     def cost(self) -> float:
         """PGD-20 is the unit; PGD-100 costs five."""
         return self.params.steps / 20
+
+    def outranks(self, other: Attack) -> bool:
+        """Also a PGD with fewer steps and otherwise the same settings: with the same seed its iterates
+        are this one's first ones (PGD-100 fools a superset of what PGD-20 fools)."""
+        if isinstance(other, PGD) and other is not self:
+            mine, theirs = self.params.model_dump(exclude={"steps"}), other.params.model_dump(exclude={"steps"})
+            if mine == theirs and self.params.steps >= other.params.steps:
+                return True
+        return super().outranks(other)
 
     def perturb(self, model, x, y) -> torch.Tensor:
         p = self.params
@@ -78,24 +92,11 @@ class PGD(Attack):
                       start="uniform" if p.random_start else None, labels=y).x_adv
 
 
-def pgd_attack(name: str, weaker: tuple[str, ...] = ()) -> type[PGD]:
-    """`PGD` registered as `name`: its steps, budget and norm are its params block's (`attack.<name>`),
-    so PGD-20 and PGD-100 are one attack under two names; `weaker` is what it must beat."""
-    return register(type(f"PGD_{name}", (PGD,), {"name": name, "at_least_as_strong_as": weaker,
-                                                   "__module__": __name__, "__doc__": PGD.__doc__}))
-
-
-PGD20 = pgd_attack("pgd20", ("fgsm",))
-#: With the same seed PGD-100's first 20 iterates are PGD-20's, so it fools a superset.
-PGD100 = pgd_attack("pgd100", ("pgd20",))
-L2PGD = pgd_attack("l2_pgd")
-
-
 @register
 class MIM(Attack):
     """Momentum iterative FGSM (Dong et al. 2018, paper Eq. 19-20): no random start."""
 
-    name = "mim"
+    kind = "mim"
     Params = MIMParams
     implementation = "pipeline.attacks.iterative"
     iterative = True
@@ -111,7 +112,7 @@ class MIM(Attack):
 class CWInf(Attack):
     """CW-inf: L-inf PGD on Carlini-Wagner's margin loss with confidence kappa (torchattacks' CW is L2)."""
 
-    name = "cw_inf"
+    kind = "cw_inf"
     Params = CWParams
     implementation = "pipeline.attacks.iterative"
     iterative = True

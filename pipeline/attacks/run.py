@@ -14,13 +14,13 @@ from ..core.progress import progress
 from ..core.versions import library_versions
 from ..models.subject import Subject, pipeline_subject, test_subset
 from ..params import Params
-from .base import ATTACKS, Attack
+from .base import Attack, build
 from .evaluate import evaluate, summarise
 
 
 def build_suite(params: Params, num_classes: int, names: list[str] | None = None) -> list[Attack]:
     names = list(names or params.attack.suite)
-    return [ATTACKS.get(n, key="attack.suite")(params.attack.settings[n], num_classes, params.seed) for n in names]
+    return [build(params.attack, n, num_classes, params.seed) for n in names]
 
 
 def checked_suite(params: Params, meta: dict[str, Any]) -> list[Attack]:

@@ -13,23 +13,23 @@ def robust_example_cost(params, num_classes: int, pixels: int) -> dict[str, int]
     s = params.attack.settings
     out = {}
     for name in params.attack.suite:
-        p = s[name]
-        if name == "fgsm":
+        p, kind = s[name], params.attack.kinds[name]
+        if kind == "fgsm":
             cost = 3 + 1
-        elif name in ("pgd20", "pgd100", "l2_pgd", "mim", "cw_inf"):
+        elif kind in ("pgd", "mim", "cw_inf"):
             cost = 3 * p.steps + 1
-        elif name == "fab":
+        elif kind == "fab":
             cost = int(1.1 * p.steps) * (2 + 2 * num_classes)
-        elif name == "fab_t":
+        elif kind == "fab_t":
             cost = int(1.1 * p.steps) * 4 * min(p.n_target_classes, num_classes - 1)
-        elif name == "square":
+        elif kind == "square":
             cost = p.queries
-        elif name == "simba":
+        elif kind == "simba":
             cost = 2 * min(p.max_iters, pixels)
-        elif name == "autoattack":
+        elif kind == "autoattack":
             targets = min(p.n_target_classes, num_classes - 1)
             cost = 3 * p.steps + 3 * p.steps * targets + int(1.1 * p.steps) * 4 * targets + p.square_queries
-        elif name == "deepfool":
+        elif kind == "deepfool":
             cost = 5 * (1 + 2 * num_classes)  # a handful of steps: it runs until the boundary, not to eps
         else:
             continue

@@ -142,7 +142,7 @@ def trainer_epochs(out: Path, size: Size, device: torch.device) -> dict[str, Any
     with tempfile.TemporaryDirectory() as tmp, _project_root(Path(tmp)):
         root = Path(tmp)
         raw = read_yaml(presets.apply(PRESET, root / "params.yaml"))
-        raw.update(device=str(device), datasets=["cifar10"], methods=["pgd_at", "otjr"], speed=FAST.model_dump())
+        raw.update(device=str(device), datasets=["cifar10"], runs=["pgd_at", "otjr"], speed=FAST.model_dump())
         raw["model"] = {"name": size.model, "args": size.model_args}
         raw["train"].update(epochs=2, batch_size=size.train_batch, eval_n=0)
         raw["data"].update(loader="device", val_fraction=0.0)
@@ -211,8 +211,8 @@ def suite_throughput(out: Path, size: Size, device: torch.device) -> dict[str, A
     model = Unfoolable(create(size.model, num_classes=10, in_channels=size.shape[0], **size.model_args)).to(device)
     x = torch.rand(size.attack_images, *size.shape, device=device)
     y = torch.zeros(size.attack_images, dtype=torch.long, device=device)
-    attacks = [ATTACKS.get(n)(reduced(params.attack.settings[n], size.budget_fraction), 10, params.seed)
-               for n in params.attack.suite]
+    attacks = [ATTACKS.get(params.attack.kinds[n])(reduced(params.attack.settings[n], size.budget_fraction), 10,
+                                                   params.seed, name=n) for n in params.attack.suite]
     full_cost = robust_example_cost(params, 10, x[0].numel())
     evaluation_precision(device)
     result: dict[str, Any] = {"images": size.attack_images, "budget_fraction": size.budget_fraction,

@@ -42,7 +42,7 @@ def collect(params: Params) -> tuple[dict, dict, dict]:
     summary: dict[str, dict[str, dict[str, float]]] = {}
     records: dict[tuple[str, str], list[dict]] = {}
     sanity: dict[tuple[str, str], list[dict]] = {}
-    for run in params.methods:
+    for run in params.runs:
         for ds in params.datasets:
             records[(ds, run)] = seed_records(params.seeds, lambda: paths.attack_result(ds, run), "attack result")
             summary.setdefault(run, {})[ds] = mean_accuracies(records[(ds, run)])
@@ -86,15 +86,15 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims:
     several = bool(params.seeds)
     lines = ["# Robust accuracy (%)", ""]
     for ds in params.datasets:
-        cols = ordered_columns({k for r in params.methods for k in summary[r][ds]})
-        first = records[(ds, params.methods[0])][0]
+        cols = ordered_columns({k for r in params.runs for k in summary[r][ds]})
+        first = records[(ds, params.runs[0])][0]
         seeds = (f"seeds {', '.join(map(str, params.all_seeds))} (mean over seeds)" if several
                  else f"seed {first['seed']}")
         lines += [f"## {ds}", "",
                   f"{evaluated_on(first)}, {seeds}, device {first['device']}", ""]
         lines.append("| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " | Sanity |")
         lines.append("|---|" + "---:|" * len(cols) + "---|")
-        for run in params.methods:
+        for run in params.runs:
             row = summary[run][ds]
             cells = [f"{row[c]:.2f}" if c in row else "-" for c in cols]
             lines.append(f"| {run} | " + " | ".join(cells) + f" | {verdicts(sanity[(ds, run)])} |")
@@ -105,11 +105,11 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims:
             lines += ["", "95% Clopper-Pearson intervals (%) of the same accuracies (k correct of n):", ""]
         lines += ["| Method | " + " | ".join(LABELS.get(c, c) for c in cols) + " |", "|---|" + "---:|" * len(cols)]
         cells = seed_interval_cells if several else lambda recs, c: evidence.interval_cells(recs[0], c)
-        lines += [f"| {run} | " + " | ".join(cells(records[(ds, run)], cols)) + " |" for run in params.methods]
+        lines += [f"| {run} | " + " | ".join(cells(records[(ds, run)], cols)) + " |" for run in params.runs]
         lines += ["", "Claims of the paper (see the report for how each is measured):", ""]
         lines += evidence.claims_markdown(claims[ds])
         lines += ["", "Sanity checks (rule: verdict per method" + (", first seed" if several else "") + "):", ""]
-        for run in params.methods:
+        for run in params.runs:
             checks = ", ".join(f"{c['id']}:{c['verdict']}" for c in sanity[(ds, run)][0]["rules"])
             lines.append(f"- {run}: {checks}")
         lines += ["", "Attack settings:", ""]
@@ -118,7 +118,7 @@ def markdown(params: Params, summary: dict, records: dict, sanity: dict, claims:
                 lines.append(f"- {LABELS.get(name, name)}: {entry['params']} ({entry['implementation']} "
                              f"{entry['implementation_version']})")
         lines.append("")
-    versions = records[(params.datasets[0], params.methods[0])][0]["versions"]
+    versions = records[(params.datasets[0], params.runs[0])][0]["versions"]
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     report = paths.report_dir() / "report.md"
     if report.is_file():
@@ -142,7 +142,7 @@ def summary_stats(params: Params, records: dict, claims: dict) -> dict:
                     **({"seeds": "accuracy: mean over the seeds, seed_interval Student t over the seeds; paired "
                                  "tests: McNemar on the discordant images pooled over the seeds"}
                        if params.seeds else {})},
-        "accuracy": {run: {ds: one(records[(ds, run)]) for ds in params.datasets} for run in params.methods},
+        "accuracy": {run: {ds: one(records[(ds, run)]) for ds in params.datasets} for run in params.runs},
         "claims": {ds: [r.as_dict() for r in claims[ds]] for ds in params.datasets},
     }
 
@@ -155,7 +155,7 @@ def headline(params: Params, stats: dict, sanity: dict) -> dict:
     """metrics/headline.json, the one file DVC counts as metrics: per run and dataset each headline accuracy (%)
     with its interval as `<measure>_low` / `_high` (DVC drops lists), and the sanity verdict."""
     out: dict = {}
-    for run in params.methods:
+    for run in params.runs:
         for ds in params.datasets:
             row: dict[str, Any] = {}
             for measure in HEADLINE:
@@ -172,7 +172,8 @@ def headline(params: Params, stats: dict, sanity: dict) -> dict:
 def aggregate(params: Params) -> str:
     """Write metrics/summary.json, summary_stats.json, headline.json and summary.md; returns the markdown."""
     summary, records, sanity = collect(params)
-    claims = {ds: evidence.claims_for(ds, params.methods, params.seeds) for ds in params.datasets}
+    white_box = evidence.white_box_attacks(params.attack.kinds)
+    claims = {ds: evidence.claims_for(ds, params.runs, params.seeds, white_box) for ds in params.datasets}
     text = markdown(params, summary, records, sanity, claims)
     stats = summary_stats(params, records, claims)
     write_json(paths.summary_json(), summary)

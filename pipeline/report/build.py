@@ -45,7 +45,7 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     first = next((r.record for r in runs if r.record), None)
     where = (f"Attacks: {evaluated_on(first)}, seed {first['seed']}, device {first['device']}."
              if first else "No attack record yet.")
-    claims = evidence.claims_for(ds, results.runs, results.further_seeds)
+    claims = evidence.claims_for(ds, results.runs, results.further_seeds, results.white_box)
     lines += section("Claims of the paper, tested", evidence.claims_markdown(claims),
                      "Each of the paper's testable claims measured on this dataset's runs (one seed unless stated)."
                      if not results.further_seeds else
@@ -216,10 +216,10 @@ def build_report(params: Params) -> Path:
     for stale in fig_dir.glob("*.png"):
         stale.unlink()
     write_plot_data(results)
-    external = [r for r in results.runs if r not in params.methods]
+    external = [r for r in results.runs if r not in params.runs]
     evaluated = f"; evaluated with `otjr evaluate`: {', '.join(external)}" if external else ""
     lines = ["# OTJR pipeline report", "",
-             f"Datasets: {', '.join(params.datasets)}. Runs: {', '.join(params.methods)}{evaluated}. Accuracies in percent; "
+             f"Datasets: {', '.join(params.datasets)}. Runs: {', '.join(params.runs)}{evaluated}. Accuracies in percent; "
              "'-' = not measured. Regenerate with `dvc repro` (or `otjr stage report`).", ""]
     lines += ["Contents: " + ", ".join(f"[{ds}](#{ds})" for ds in params.datasets)
               + ", [hyper-parameter sensitivity](#hyper-parameter-sensitivity-paper-table-8)"

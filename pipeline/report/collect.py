@@ -13,6 +13,7 @@ from typing import Any
 from ..core import paths, timing
 from ..core.io import read_json
 from ..params import Params
+from . import evidence
 from .records import accuracies, read_dvclive, read_optional
 
 
@@ -62,6 +63,7 @@ class Results:
     by_key: dict[tuple[str, str], RunResults]
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> analysis JSON
     further_seeds: tuple[int, ...] = ()  # params `seeds`: the claims pool their paired tests over every seed
+    white_box: tuple[str, ...] = ()  # the suite's white-box attacks (the claims' white-box worst case)
 
     def of(self, dataset: str) -> list[RunResults]:
         return [self.by_key[(dataset, r)] for r in self.runs if (dataset, r) in self.by_key]
@@ -85,7 +87,7 @@ def collect(params: Params) -> Results:
             analyses[ds] = found
     by_key = {}
     for ds in params.datasets:
-        for run in params.methods:
+        for run in params.runs:
             by_key[(ds, run)] = RunResults(
                 dataset=ds,
                 run=run,
@@ -96,8 +98,9 @@ def collect(params: Params) -> Results:
             )
     external = external_runs(params, analyses)
     by_key.update(external)
-    runs = tuple(params.methods) + tuple(sorted({run for _, run in external} - set(params.methods)))
-    return Results(tuple(params.datasets), runs, by_key, analyses, tuple(params.seeds))
+    runs = tuple(params.runs) + tuple(sorted({run for _, run in external} - set(params.runs)))
+    white_box = tuple(evidence.white_box_attacks(params.attack.kinds))
+    return Results(tuple(params.datasets), runs, by_key, analyses, tuple(params.seeds), white_box)
 
 
 def external_runs(params: Params, analyses: dict[str, dict[str, Any]]) -> dict[tuple[str, str], RunResults]:
@@ -110,7 +113,7 @@ def external_runs(params: Params, analyses: dict[str, dict[str, Any]]) -> dict[t
         folder = paths.attack_result(ds, "x").parent
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             record = read_json(path, what="attack result")
-            if not record.get("external") or path.stem in params.methods:
+            if not record.get("external") or path.stem in params.runs:
                 continue
             run = path.stem
             analysis = read_optional(paths.external_analysis(ds, run), "analysis result")

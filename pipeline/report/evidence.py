@@ -13,7 +13,7 @@ analysis that is missing makes its row "not run".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from ..core import paths
 from . import stats
@@ -74,17 +74,19 @@ def record_intervals(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ per-example flags
-def white_box_attacks(names: Sequence[str]) -> list[str]:
+def white_box_attacks(kinds: Mapping[str, str]) -> list[str]:
+    """The white-box instances of an attack block's `kinds` (instance name -> attack kind)."""
     from ..attacks import ATTACKS  # imports torch: only a report with per-example flags pays for it
 
-    return [n for n in names if n in ATTACKS.names() and ATTACKS.get(n).access == "white-box"]
+    return [n for n, kind in kinds.items() if kind in ATTACKS.names() and ATTACKS.get(kind).access == "white-box"]
 
 
-def measure_flags(flags: dict[str, list[bool]], measure: str) -> list[bool] | None:
-    """Per-example outcome of one measure: an attack's (or 'clean') flags, or the white-box worst case."""
+def measure_flags(flags: dict[str, list[bool]], measure: str, white_box: Collection[str] = ()) -> list[bool] | None:
+    """Per-example outcome of one measure: an attack's (or 'clean') flags, or the worst case over the
+    `white_box` attacks among the flags."""
     if measure != WHITE_BOX:
         return flags.get(measure)
-    attacks = white_box_attacks(sorted(flags))
+    attacks = [n for n in sorted(flags) if n in white_box]
     if not attacks or "clean" not in flags:
         return None
     return robust_to_all(flags, attacks)
@@ -138,12 +140,12 @@ class ClaimResult:
         return out
 
 
-def _paired(claim: Claim, flags: dict[str, list[dict] | None]) -> ClaimResult:
+def _paired(claim: Claim, flags: dict[str, list[dict] | None], white_box: Collection[str]) -> ClaimResult:
     missing = [r for r in (claim.a, claim.b) if not flags.get(r)]
     if missing:
         return ClaimResult(claim, "not run", f"no attack results for {', '.join(missing)}")
-    a = [measure_flags(f, claim.measure) for f in flags[claim.a]]
-    b = [measure_flags(f, claim.measure) for f in flags[claim.b]]
+    a = [measure_flags(f, claim.measure, white_box) for f in flags[claim.a]]
+    b = [measure_flags(f, claim.measure, white_box) for f in flags[claim.b]]
     if any(x is None for x in a + b):
         return ClaimResult(claim, "not run", f"{claim.measure} not measured for both runs")
     if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
@@ -186,12 +188,13 @@ def _gradient(claim: Claim, analysis: dict | None) -> ClaimResult:
 
 
 def evaluate_claims(flags: dict[str, list[dict] | None], curves: dict[str, dict], analysis: dict | None,
-                    alpha: float = stats.ALPHA) -> list[ClaimResult]:
-    """Every claim of one dataset; the paired ones Holm-corrected together, then given their verdicts."""
+                    white_box: Collection[str] = (), alpha: float = stats.ALPHA) -> list[ClaimResult]:
+    """Every claim of one dataset; the paired ones Holm-corrected together, then given their verdicts.
+    `white_box`: the attacks the white-box worst case is taken over."""
     results = []
     for claim in CLAIMS:
         if claim.kind == "paired":
-            results.append(_paired(claim, flags))
+            results.append(_paired(claim, flags, white_box))
         elif claim.kind == "epochs":
             results.append(_epochs(claim, curves))
         else:
@@ -217,9 +220,10 @@ def dataset_inputs(dataset: str, runs: Sequence[str], further_seeds: Sequence[in
     return flags, curves, analysis
 
 
-def claims_for(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = ()) -> list[ClaimResult]:
+def claims_for(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = (),
+               white_box: Collection[str] = ()) -> list[ClaimResult]:
     """The claims table of one dataset; paired tests pool the McNemar counts over `seed` and `further_seeds`."""
-    return evaluate_claims(*dataset_inputs(dataset, runs, further_seeds))
+    return evaluate_claims(*dataset_inputs(dataset, runs, further_seeds), white_box)
 
 
 # ------------------------------------------------------------------ markdown

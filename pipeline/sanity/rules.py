@@ -98,8 +98,10 @@ def compared_n(ctx: Context) -> int:
     return min((int(e["n"]) for e in compared(ctx).values()), default=int(ctx.record["n"]))
 
 
-def attack_class(name: str):
-    return ATTACKS.get(name) if name in ATTACKS else None
+def attack_class(ctx: Context, name: str):
+    """The registered kind of the record's attack `name` (an instance of params.yaml's attack block), if known."""
+    kind = ctx.params.attack.kinds.get(name)
+    return ATTACKS.get(kind) if kind in ATTACKS else None
 
 
 def same_threat(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -107,11 +109,12 @@ def same_threat(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("norm") == b.get("norm") and math.isclose(a["params"]["eps"], b["params"]["eps"])
 
 
-def of_kind(entries: dict[str, dict], ref: dict, *, access: str | None = None, iterative: bool | None = None) -> dict:
-    """Entries comparable with `ref` whose registered attack has the given access / iterative flag."""
+def of_kind(ctx: Context, entries: dict[str, dict], ref: dict, *, access: str | None = None,
+            iterative: bool | None = None) -> dict:
+    """Entries comparable with `ref` whose attack kind has the given access / iterative flag."""
     out = {}
     for name, entry in entries.items():
-        cls = attack_class(name)
+        cls = attack_class(ctx, name)
         if cls is None or entry is ref or not same_threat(entry, ref):
             continue
         if (access is None or cls.access == access) and (iterative is None or cls.iterative == iterative):
@@ -165,7 +168,7 @@ def iterative_beats_single_step(ctx: Context) -> Check:
         return Check(3, "", "skip", "FGSM was not run")
     fgsm = entries["fgsm"]["accuracy"]
     tol = tolerance_pp(fgsm, compared_n(ctx))
-    iterative = {k: v["accuracy"] for k, v in of_kind(entries, entries["fgsm"], iterative=True).items()}
+    iterative = {k: v["accuracy"] for k, v in of_kind(ctx, entries, entries["fgsm"], iterative=True).items()}
     if not iterative:
         return Check(3, "", "skip", "no iterative attack on FGSM's threat model was run")
     weaker = {k: a for k, a in iterative.items() if a > fgsm + tol}
@@ -224,12 +227,12 @@ def eps_monotone(ctx: Context) -> Check:
 @rule(6, "white-box attacks are at least as strong as black-box ones")
 def white_box_beats_black_box(ctx: Context) -> Check:
     entries = compared(ctx)
-    black = {k: v for k, v in entries.items() if (c := attack_class(k)) is not None and c.access == "black-box"}
+    black = {k: v for k, v in entries.items() if (c := attack_class(ctx, k)) is not None and c.access == "black-box"}
     if not black:
         return Check(6, "", "skip", "no black-box attack was run")
     problems, figures, tol_max = [], {}, 0.0
     for name, entry in black.items():
-        white = of_kind(entries, entry, access="white-box")
+        white = of_kind(ctx, entries, entry, access="white-box")
         if not white:
             continue
         best_name = min(white, key=lambda k: white[k]["accuracy"])
@@ -255,7 +258,7 @@ def autoattack_strongest(ctx: Context) -> Check:
         return Check(7, "", "skip", "AutoAttack was not run")
     aa = entries["autoattack"]["accuracy"]
     tol = tolerance_pp(aa, compared_n(ctx))
-    white = of_kind(entries, entries["autoattack"], access="white-box")
+    white = of_kind(ctx, entries, entries["autoattack"], access="white-box")
     stronger = {k: v["accuracy"] for k, v in white.items() if aa > v["accuracy"] + tol}
     figures = {"autoattack": aa, **{k: v["accuracy"] for k, v in white.items()},
                "fooled_by_one_not_autoattack": {k: only_fooled_by(ctx, k, ["autoattack"]) for k in white}}
