@@ -243,7 +243,8 @@ PARAMS_CASES = [c for c in CASES if list(CASES).index(c) < list(CASES).index("tr
 DVC_CASES = ["params not UTF-8 (in a comment)", "a key with a non-ASCII letter", "zero epochs",
              "L2 eps beyond the image diameter", "duplicate key", "params.yaml a symbolic link"]
 #: Params cases `dvc exp run -S` can express, as its -S argument (DVC's own grammar refuses `λ_j=...`).
-SET_CASES = {"zero epochs": "train.epochs=0", "L2 eps beyond the image diameter": "attack.l2_pgd.eps=9.0"}
+#: The L2 budget through the threat block, where params.yaml states it (an instance's own `eps` is no key to set).
+SET_CASES = {"zero epochs": "train.epochs=0", "L2 eps beyond the image diameter": "threat.l2=9.0"}
 
 
 @pytest.mark.slow
