@@ -1,5 +1,5 @@
 """`threads` fixes torch's CPU threads per stage process, so a run's bits do not depend on the machine's
-core count (OMP_NUM_THREADS); with `threads: 0` torch keeps its own default, and they do."""
+core count (OMP_NUM_THREADS); with `threads: 0` torch keeps its own default."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def digits() -> Digits:
 
 @contextlib.contextmanager
 def one_thread():
-    """torch on one CPU thread (params.yaml's default `threads`), as before after: a result that does not depend
+    """torch on one CPU thread (params.yaml's default `threads`), the count restored after: a result that does not depend
     on the core count or on what an earlier test set (a stage's `threads` sets torch's for the process)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
