@@ -159,7 +159,7 @@ def sensitivity(exp_json: Path | None = None) -> str:
 def evaluate(dataset: str, path: Path | None = None, *, arch: str | None = None, arch_args: dict | None = None,
              mean: list[float] | None = None, std: list[float] | None = None, robustbench: str | None = None,
              threat_model: str = "Linf", model_dir: Path | None = None, name: str | None = None,
-             params: Params | None = None) -> dict:
+             params: Params | None = None) -> dict | None:
     """Attack suite, sanity checks and analyses on a model from elsewhere, written as a pipeline run's records."""
     # this stage's part of the pipeline only (start-up time, code dependencies)
     from .external import Source, evaluate_external

@@ -233,6 +233,8 @@ class AttackBlock(Strict):
     batch_size: PositiveInt
     suite: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 (the paper's protocol) or bf16 autocast")
+    block: PositiveInt = Field(8, description="images per block: each block of an attack has its own seeded RNG, "
+                               "torchrun ranks take whole blocks, a killed run resumes at a block")
     workers: Workers = Field("auto", description="processes the attacks are spread over on a CPU with one torch "
                              "thread; auto: the CPUs this process may use (not a science setting)")
 

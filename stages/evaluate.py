@@ -60,6 +60,8 @@ def evaluate(
     out = api.evaluate(dataset, path, arch=arch, arch_args=json_object(arch_args, "--arch-args"),
                        mean=floats(mean, "--mean"), std=floats(std, "--std"), robustbench=robustbench,
                        threat_model=threat_model, model_dir=model_dir, name=name)
+    if out is None:  # a torchrun rank other than 0: rank 0 writes and reports
+        return
     record = json.loads(Path(out["attack"]).read_text())
     accuracies = ", ".join(f"{k} {record[k]['accuracy']:.1f}" for k in ["clean", *record["worst_case"]["attacks"],
                                                                          "worst_case"])

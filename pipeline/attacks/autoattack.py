@@ -103,6 +103,13 @@ class AutoAttack(Attack):
     def results(self) -> dict[str, Any]:
         return {"fooled_by_stage": dict(self._fooled_by)}
 
+    def gathered(self) -> dict[str, torch.Tensor]:
+        return {"fooled_by_stage": torch.tensor([self._fooled_by[s] for s in STAGES], dtype=torch.int64)}
+
+    def restore(self, parts: list[dict[str, torch.Tensor]]) -> None:
+        total = sum((p["fooled_by_stage"] for p in parts), torch.zeros(len(STAGES), dtype=torch.int64))
+        self._fooled_by = dict(zip(STAGES, map(int, total)))
+
     def describe(self) -> dict[str, Any]:
         p = self.params.model_dump()
         return {**super().describe(), "target_classes_used": self.n_targets,

@@ -97,6 +97,13 @@ class Attack(ABC):
         """Figures beyond accuracy gathered while attacking (e.g. DeepFool's median distance)."""
         return {}
 
+    def gathered(self) -> dict[str, torch.Tensor]:
+        """What `results` is computed from, as tensors: the evaluator takes it after each block of images."""
+        return {}
+
+    def restore(self, parts: list[dict[str, torch.Tensor]]) -> None:
+        """Make `results` those of the blocks whose `gathered()` are `parts`, in block order ([]: none yet)."""
+
     def describe(self) -> dict[str, Any]:
         """Hyper-parameters and implementation, written next to the accuracy."""
         return {"params": self.params.model_dump(), "norm": self.norm, "implementation": self.implementation,

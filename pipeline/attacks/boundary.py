@@ -265,3 +265,9 @@ class DeepFool(Attack):
         median = float(d.median()) if len(d) else math.nan
         return {"median_l2": median if math.isfinite(median) else None,
                 "fooled_unbounded": int(torch.isfinite(d).sum()), "attacked": len(d)}
+
+    def gathered(self) -> dict[str, torch.Tensor]:
+        return {"distances": torch.cat(self._distances) if self._distances else torch.empty(0, dtype=torch.float64)}
+
+    def restore(self, parts: list[dict[str, torch.Tensor]]) -> None:
+        self._distances = [p["distances"] for p in parts]

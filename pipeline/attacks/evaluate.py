@@ -3,9 +3,10 @@
 Clean logits are computed once; each attack sees only the clean-correct examples, with the
 model in eval mode and its parameters frozen; every adversarial batch is checked (range,
 budget, NaN) as it is produced; per-example robust flags are kept so the worst case over
-attacks is exact. Each attack runs in its own forked, freshly seeded RNG, so its result
-depends neither on the attacks before it nor on the caller's random stream, and the
-image-passes it spends through the model are counted. On a CPU with one torch thread the
+attacks is exact. Each attack runs block by block (pipeline/attacks/blocks.py), each block in
+its own forked RNG seeded from (seed, attack, block), so its result depends neither on the
+attacks before it, nor on the caller's random stream, nor on which rank attacked which block,
+and the image-passes it spends through the model are counted. On a CPU with one torch thread the
 attacks may run in forked worker processes (`workers`, pipeline/attacks/parallel.py), with
 results identical to running them here one after the other.
 
@@ -30,6 +31,8 @@ from ..core.errors import InvalidAdversarial
 from ..core.passes import frozen, predict
 from ..train.speed import Speed, forward_of
 from .base import Attack
+from ..train.distributed import SINGLE, Ranks
+from .blocks import BlockResult, Store, block_seed, gather_blocks, owned, pack, spans, unpack
 from .counting import CountingModel, Passes, isolated_rng
 from .parallel import run_jobs
 
@@ -40,9 +43,9 @@ NORM_SLACK = 1e-6
 class AttackOutcome:
     robust: torch.Tensor  # bool per example (False where the clean prediction is already wrong)
     validity: dict[str, float]
-    seconds: float
+    seconds: float  # summed over its blocks, in whichever process or run attacked them (device-seconds)
     passes: Passes = field(default_factory=Passes)
-    results: dict[str, Any] = field(default_factory=dict)  # the attack's `results()` once it ran (in any process)
+    results: dict[str, Any] = field(default_factory=dict)  # the attack's `results()` over all its blocks
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Evaluation:
     clean: torch.Tensor  # bool per example
     outcomes: dict[str, AttackOutcome] = field(default_factory=dict)
     clean_passes: Passes = field(default_factory=Passes)
+    clean_seconds: float = 0.0
 
     @property
     def worst_case_n(self) -> int:
@@ -96,12 +100,13 @@ def _merge(total: dict[str, float], batch: dict[str, float]) -> dict[str, float]
             "budget": batch["budget"]}
 
 
-def run_attack(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
-               batch_size: int, seed: int = 0) -> AttackOutcome:
-    """Attack the clean-correct examples batch by batch; `model` should be a `CountingModel`."""
+def _attack_block(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
+                  batch_size: int, seed: int) -> BlockResult:
+    """Attack one block's clean-correct examples batch by batch, in an RNG seeded for this block alone."""
     robust = torch.zeros_like(clean)
     idx = torch.nonzero(clean).flatten()
     validity: dict[str, float] = {}
+    attack.restore([])
     before = _passes(model)
     tic = time.perf_counter()
     with isolated_rng(x.device, seed):
@@ -110,17 +115,46 @@ def run_attack(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tenso
             x_adv = attack.perturb(model, x[b], y[b]).detach()
             validity = _merge(validity, check_valid(attack, x[b], x_adv))
             robust[b] = predict(model, x_adv, batch_size) == y[b]
-    if not validity:
-        validity = {"nan": 0, "min": 0.0, "max": 0.0, "max_norm": 0.0, "budget": attack.eps}
-    return AttackOutcome(robust, validity, time.perf_counter() - tic, _passes(model) - before)
+    return BlockResult(robust.cpu(), _passes(model) - before, time.perf_counter() - tic, validity, attack.gathered())
 
 
-def _attack_job(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
-                batch_size: int, seed: int) -> AttackOutcome:
-    """`run_attack` with the attack's `results()` carried in the outcome: a worker's attack object stays there."""
-    outcome = run_attack(model, attack, x, y, clean, batch_size, seed)
-    outcome.results = attack.results()
-    return outcome
+def _clean_block(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> BlockResult:
+    before = _passes(model)
+    tic = time.perf_counter()
+    correct = predict(model, x, batch_size) == y
+    return BlockResult(correct.cpu(), _passes(model) - before, time.perf_counter() - tic)
+
+
+def _blocks_job(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: dict[int, torch.Tensor],
+                plan: "Plan", batch_size: int, seed: int) -> bytes:
+    """This rank's blocks of one attack, each taken from the store if a run before finished it; packed (it may run
+    in a worker process)."""
+    done = {}
+    for index in plan.mine(len(x)):
+        result = plan.store.load(attack.name, index)
+        if result is None:
+            start, stop = plan.spans(len(x))[index]
+            result = _attack_block(model, attack, x[start:stop], y[start:stop], clean[index][: stop - start].to(x.device),
+                                   batch_size, block_seed(seed, attack.name, index))
+            plan.store.save(attack.name, index, result)
+        done[(attack.name, index)] = result
+    return pack(done)
+
+
+@dataclass
+class Plan:
+    """How an evaluation is cut: blocks of `block` images (None: one block), this rank's share, where finished
+    blocks are kept."""
+
+    block: int | None = None
+    ranks: Ranks = SINGLE
+    store: Store = field(default_factory=lambda: Store(None))
+
+    def spans(self, n: int) -> list[tuple[int, int]]:
+        return spans(n, self.block)
+
+    def mine(self, n: int) -> list[int]:
+        return owned(len(self.spans(n)), self.ranks.rank, self.ranks.size)
 
 
 def _passes(model: nn.Module) -> Passes:
@@ -140,32 +174,77 @@ def in_precision(model: nn.Module, precision: str, device: torch.device) -> nn.M
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[Attack], batch_size: int,
              seed: int = 0, on_attack=None, precision: str = "fp32", n_of: Mapping[str, int] | None = None,
-             workers: int | str = 1) -> Evaluation:
+             workers: int | str = 1, plan: Plan | None = None) -> Evaluation | None:
     """Clean accuracy once, then each attack on the clean-correct points (model frozen, eval mode).
 
     `n_of` gives an attack its own number of test images (the first n of `x`; at most len(x)),
     so a cheap attack can see the whole test set and an expensive one its first part.
+
+    `plan` cuts the images into blocks (pipeline/attacks/blocks.py): each block of an attack has its
+    own seeded RNG, a rank attacks its share of the blocks, and finished blocks are kept in the
+    plan's store and not attacked again. Under several ranks every rank must call this; rank 0
+    gets the whole evaluation, the others None. Without a plan: one block, one process.
 
     Under bf16 the clean predictions stay fp32 (the clean row is the paper protocol's), the
     attacks run on the bf16 forward and their verdicts are its predictions; `fp32_only`
     attacks run on the fp32 model as without the option.
 
     `workers` (an int or "auto", params `attack.workers`) spreads the attacks over forked
-    processes on a CPU with one torch thread; the outcomes are the same and keep the suite's
-    order, and `on_attack(name)` is called here as each attack finishes.
+    processes on a CPU with one torch thread, in one rank only (several ranks: one process each);
+    the outcomes are the same and keep the suite's order, and `on_attack(name)` is called here
+    as each attack finishes.
     """
+    plan = plan or Plan()
     counted = model if isinstance(model, CountingModel) else CountingModel(model)
     fast = CountingModel(in_precision(counted.model, precision, x.device)) if precision != "fp32" else counted
     with frozen(counted):
-        result = Evaluation(clean=predict(counted, x, batch_size) == y)
-        result.clean_passes = _passes(counted)
+        clean: dict[tuple[str, int], BlockResult] = {}
+        for index in plan.mine(len(x)):
+            start, stop = plan.spans(len(x))[index]
+            found = plan.store.load("clean", index)
+            if found is None:
+                found = _clean_block(counted, x[start:stop], y[start:stop], batch_size)
+                plan.store.save("clean", index, found)
+            clean[("clean", index)] = found
+        flags = {index: r.flags for (_, index), r in clean.items()}
         jobs, cost = {}, {}
         for attack in attacks:
             n = (n_of or {}).get(attack.name, len(x))
-            jobs[attack.name] = functools.partial(_attack_job, counted if attack.fp32_only else fast, attack, x[:n],
-                                                  y[:n], result.clean[:n], batch_size, seed)
+            jobs[attack.name] = functools.partial(_blocks_job, counted if attack.fp32_only else fast, attack, x[:n],
+                                                  y[:n], flags, plan, batch_size, seed)
             cost[attack.name] = attack.cost * n
-        result.outcomes = run_jobs(jobs, cost, workers, x.device, on_attack)
+        packed = run_jobs(jobs, cost, workers if not plan.ranks.distributed else 1, x.device, on_attack)
+    blocks = dict(clean)
+    for data in packed.values():
+        blocks.update(unpack(data))
+    everyone = gather_blocks(pack(blocks), plan.ranks, x.device)
+    if everyone is None:
+        return None
+    return _assemble(everyone, attacks, len(x), {a.name: (n_of or {}).get(a.name, len(x)) for a in attacks}, plan)
+
+
+def _assemble(blocks: dict[tuple[str, int], BlockResult], attacks: list[Attack], n: int, n_of: Mapping[str, int],
+              plan: Plan) -> Evaluation:
+    """The evaluation from every block, each attack's blocks merged in order (whoever attacked them)."""
+
+    def merged(name: str, count: int) -> list[BlockResult]:
+        return [blocks[(name, index)] for index in range(len(plan.spans(count)))]
+
+    parts = merged("clean", n)
+    result = Evaluation(clean=torch.cat([p.flags for p in parts]) if parts else torch.zeros(0, dtype=torch.bool),
+                        clean_passes=sum((p.passes for p in parts), Passes()),
+                        clean_seconds=sum(p.seconds for p in parts))
+    for attack in attacks:
+        parts = merged(attack.name, n_of[attack.name])
+        validity: dict[str, float] = {}
+        for p in parts:
+            validity = _merge(validity, p.validity) if p.validity else validity
+        if not validity:
+            validity = {"nan": 0, "min": 0.0, "max": 0.0, "max_norm": 0.0, "budget": attack.eps}
+        attack.restore([p.gathered for p in parts])
+        robust = torch.cat([p.flags for p in parts]) if parts else torch.zeros(0, dtype=torch.bool)
+        result.outcomes[attack.name] = AttackOutcome(robust, validity, sum(p.seconds for p in parts),
+                                                     sum((p.passes for p in parts), Passes()), attack.results())
     return result
 
 

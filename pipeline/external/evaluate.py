@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..analysis.run import analyze_subjects
 from ..attacks.run import attack_subject
+from ..train import distributed
 from ..core import paths
 from ..core.errors import UserError
 from ..core.io import META_KEY
@@ -170,10 +171,16 @@ def external_subject(dataset: str, source: Source, params: Params, name: str | N
 
 
 def evaluate_external(dataset: str, source: Source, params: Params, name: str | None = None,
-                      show_progress: bool | None = None) -> dict[str, Any]:
-    """Attack, sanity-check and analyse a model from elsewhere; returns the written paths and the verdict."""
+                      show_progress: bool | None = None) -> dict[str, Any] | None:
+    """Attack, sanity-check and analyse a model from elsewhere; returns the written paths and the verdict.
+
+    Under torchrun the attack suite is spread over the ranks; rank 0 alone then runs the sanity checks and
+    the analyses (single-process, as in the pipeline's stages) and the others return None.
+    """
     subject = external_subject(dataset, source, params, name)
     attack = attack_subject(subject, params, show_progress)
+    if not distributed.from_environment().main:
+        return None
     sanity, verdict = sanity_subject(subject, params)
     analysis = analyze_subjects([subject], params, paths.external_analysis(dataset, subject.run), show_progress)
     return {"run": subject.run, "attack": attack, "sanity": sanity, "verdict": verdict, "analysis": analysis}
