@@ -55,8 +55,8 @@ RECORD_KEYS = {
 RECORD_ENTRIES = {
     "clean": "accuracy, n_correct, n on the clean images",
     "<attack>": "accuracy, n_correct, n, the attack's params, implementation and version, its results "
-                "(e.g. median_l2), validity of its examples, passes (forward / backward / forward-equivalents) "
-                "and seconds",
+                "(e.g. median_l2), validity of its examples, passes (forward / backward / forward-equivalents; "
+                "its seconds: metrics/timing/attack/)",
     "worst_case": "per image, robust to every attack of the suite: accuracy, n_correct, n, images, attacks, passes",
 }
 

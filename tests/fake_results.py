@@ -27,6 +27,20 @@ def attack_record(dataset: str, run: str, model: str, accuracies: dict[str, floa
     return record
 
 
+def with_passes(record: dict, passes: dict[str, tuple[int, int]], clean_forward: int) -> dict:
+    """`record` with each attack's image-passes (forward, backward) over its own n, and the suite's with the clean
+    pass under `worst_case`, shaped as the attack stage writes them (a backward counts as two forwards)."""
+    def entry(forward: int, backward: int, n: int) -> dict:
+        total = forward + 2 * backward
+        return {"forward": forward, "backward": backward, "forward_equivalents": total, "per_image": round(total / n, 2)}
+
+    for attack, (forward, backward) in passes.items():
+        record[attack]["passes"] = entry(forward, backward, record[attack].get("n", record["n"]))
+    record["worst_case"]["passes"] = entry(clean_forward + sum(f for f, _ in passes.values()),
+                                           sum(b for _, b in passes.values()), record["n"])
+    return record
+
+
 def sanity_record(dataset: str, run: str, eps_accuracy: list[float], fail: bool = False,
                   steps_accuracy: list[float] | None = None) -> dict:
     rules = [

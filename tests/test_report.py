@@ -1,15 +1,17 @@
-"""The report builds from a small set of fake results: tables, paper comparisons, figures, dvc plots data."""
+"""The report builds from a small set of fake results: tables, paper comparisons, figures, dvc plots data, the
+evaluation's cost (passes in the report, device-seconds in the timing report)."""
 
 from __future__ import annotations
 
 import csv
 import re
+import shutil
 
 import pytest
 
 from conftest import TINY, write_params
-from fake_results import CIFAR10, build_fake_world
-from pipeline.core import paths
+from fake_results import CIFAR10, attack_record, build_fake_world, with_passes, write
+from pipeline.core import paths, timing
 from pipeline.config import load_params
 from pipeline.report import paper, tables
 from pipeline.report.build import build_report
@@ -207,3 +209,59 @@ def test_columns_measured_under_another_protocol_are_marked():
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert "SimBA †" in header and "PGD-20" in header and "PGD-20 †" not in header
     assert any(line.startswith("- † SimBA: the authors' SimBA") for line in lines)
+
+
+# ---------------------------------------------------------------------------- evaluation cost
+#: run -> attack -> (image-forwards, image-backwards) of fake records of COST_N images; AutoAttack saw the first
+#: COST_AA_N only. xe has no timing file; otjr's was written by 2 ranks.
+COST_N, COST_AA_N = 50, 20
+COST = {"pgd_at": {"pgd20": (700, 630), "autoattack": (3000, 900)},
+        "otjr": {"pgd20": (600, 540), "autoattack": (2500, 700)},
+        "xe": {"pgd20": (60, 10), "autoattack": (26, 5)}}
+SECONDS = {"pgd_at": {"pgd20": 0.25, "autoattack": 4.5}, "otjr": {"pgd20": 0.5, "autoattack": 7.125}}
+
+
+def cost_world():
+    """Records with passes for COST's runs on digits, timing files for SECONDS's; returns the params to report."""
+    for run, passes in COST.items():
+        record = attack_record("digits", run, "small_cnn", {"clean": 90.0, "pgd20": 50.0, "autoattack": 45.0,
+                                                            "worst_case": 44.0}, n=COST_N)
+        record["autoattack"].update(n=COST_AA_N, n_correct=9)  # 45% of 20
+        write(paths.attack_result("digits", run), with_passes(record, passes, clean_forward=COST_N))
+    timing.write("attack", "digits", "pgd_at", device="cpu", seconds=SECONDS["pgd_at"])
+    timing.write("attack", "digits", "otjr", device="cuda:0", ranks=2, devices=["cuda:0", "cuda:1"],
+                 seconds=SECONDS["otjr"])
+    return load_params().model_copy(update={"datasets": ("digits",), "runs": tuple(COST)})
+
+
+def test_cost_table_shows_each_attacks_passes_per_image_and_the_suites_total(project):
+    rows = table_rows(build_report(cost_world()).read_text(), "### Cost of the evaluation")
+    header, body = rows[0], {r[0]: r[1:] for r in rows[1:]}
+    assert header == ["Run", "PGD-20", "AutoAttack", "Total / image", "Total"]
+    assert list(body) == list(COST)  # xe too, though it has no timing file
+    for run, passes in COST.items():
+        cost = {attack: forward + 2 * backward for attack, (forward, backward) in passes.items()}
+        total = COST_N + sum(cost.values())  # the clean pass: one forward per image
+        assert body[run] == [f"{cost['pgd20'] / COST_N:.1f}", f"{cost['autoattack'] / COST_AA_N:.1f}",
+                             f"{total / COST_N:.1f}", str(total)]
+
+
+def test_attack_seconds_are_device_seconds_in_the_timing_report_with_their_ranks(project):
+    report = build_report(cost_world()).read_text()
+    timed = (paths.timing_dir() / "report.md").read_text()
+    rows = table_rows(timed, "### digits: attack time (device-seconds)")
+    header, body = rows[0], {r[0]: r[1:] for r in rows[1:]}
+    assert header == ["Run", "Devices", "Ranks", "PGD-20", "AutoAttack", "Total"]
+    assert body == {"pgd_at": ["cpu", "1", "0.250", "4.500", f"{0.25 + 4.5:.3f}"],  # no `ranks`: one rank
+                    "otjr": ["cuda:0, cuda:1", "2", "0.500", "7.125", f"{0.5 + 7.125:.3f}"]}  # xe: no timing file
+    assert "7.125" not in report and "device-seconds are in [metrics/timing/report.md]" in report
+
+
+def test_the_versioned_report_is_the_same_whatever_the_timing_files_say(project):
+    params = cost_world()
+    first = build_report(params).read_bytes()
+    shutil.rmtree(paths.timing("attack", "digits", "otjr").parent)
+    timing.write("attack", "digits", "xe", device="cuda:0", ranks=3, devices=["cuda:0", "cuda:1", "cuda:2"],
+                 seconds={"pgd20": 9.0})
+    assert build_report(params).read_bytes() == first
+    assert "| xe | cuda:0, cuda:1, cuda:2 | 3 | 9.000 | 9.000 |" in (paths.timing_dir() / "report.md").read_text()

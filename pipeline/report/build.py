@@ -16,6 +16,10 @@ from .sizes import evaluated_on
 PAPER_SETTINGS = ("cifar10 / cifar100 with wrn34_10 (Tables 2, 3, 6, 7) or wrn28_10 (Table 9); imagenet100 with "
                   "preact_resnet18 and intel with resnet50 (Table 4)")
 
+ATTACK_SECONDS = ("Seconds each attack ran, summed over the ranks of a sharded run (device-seconds: one rank's are "
+                  "its wall time), and the suite's total without the clean pass; their passes per image, the same on "
+                  "every machine, are in the cost table of [metrics/report/report.md](../report/report.md).")
+
 
 def figure_line(path: Path | None, caption: str) -> list[str]:
     if path is None:
@@ -61,6 +65,12 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
                      "The worst-case column above spans every ball of the suite at once (an image counts only if "
                      "it survives the L-inf and the L2 attacks alike); here each ball on its own: correct and robust "
                      "to every attack of that ball, on the images all of them saw (first seed).")
+    lines += section("Cost of the evaluation", tables.evaluation_cost(runs),
+                     "Forward-equivalent passes through the model per test image (a forward counts 1, a backward 2: "
+                     "the record's `passes`), each attack's over the images it saw (first seed). Total / image: the "
+                     "whole suite's with the clean pass, over all n evaluated images; Total: the same over all of "
+                     "them. The counts are the same on every machine; each attack's device-seconds are in "
+                     "[metrics/timing/report.md](../timing/report.md) (wall times, not versioned).")
 
     comparison = tables.paper_comparison(runs)
     fig = figures.paper_comparison(
@@ -127,16 +137,20 @@ def timing_section(ds: str, runs: list[RunResults], fig_dir: Path) -> list[str]:
 
 
 def write_timing_report(params: Params, results: Results) -> Path:
-    """metrics/timing/report.md: the training-time tables and figures, apart from the versioned report."""
+    """metrics/timing/report.md: the training- and attack-time tables and figures, apart from the versioned report."""
     out_dir = paths.timing_dir()
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for stale in fig_dir.glob("*.png"):
         stale.unlink()
-    lines = ["# Training time on this machine", "",
-             "Written by the report stage from metrics/timing/train/ (git-ignored: wall times vary run to run).", ""]
+    lines = ["# Training and attack time on this machine", "",
+             "Written by the report stage from metrics/timing/train/ and metrics/timing/attack/ (git-ignored: wall "
+             "times vary run to run).", ""]
     for ds in params.datasets:
-        lines += timing_section(ds, results.of(ds), fig_dir) or [f"No training of {ds} timed here.", ""]
+        runs = results.of(ds)
+        lines += timing_section(ds, runs, fig_dir) or [f"No training of {ds} timed here.", ""]
+        lines += section(f"{ds}: attack time (device-seconds)", tables.attack_seconds(runs), ATTACK_SECONDS) or [
+            f"No attack of {ds} timed here.", ""]
     out = out_dir / "report.md"
     write_text(out, "\n".join(lines).rstrip() + "\n")
     return out

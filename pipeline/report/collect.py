@@ -45,6 +45,12 @@ class RunResults:
         return {**found, "seconds_per_epoch": sum(per_epoch) / len(per_epoch)} if per_epoch else {}
 
     @property
+    def attack_timing(self) -> dict[str, Any]:
+        """The attack stage's wall times here (`core.timing`): `seconds` per attack, summed over the ranks of a
+        sharded run, which also states its `ranks` and `devices`; {} where none."""
+        return timing.read("attack", self.dataset, self.run)
+
+    @property
     def model(self) -> str | None:
         """Architecture name: from the attack record's training settings, else from the analysis."""
         settings = (self.record or {}).get("training", {})

@@ -1,4 +1,5 @@
-"""The report's markdown tables: robustness, paper comparison, sanity, training time, analyses.
+"""The report's markdown tables: robustness, evaluation cost, paper comparison, sanity, training and attack
+time, analyses.
 
 Each function takes one dataset's `RunResults` and returns markdown lines ([] when there is
 nothing to show); a value that was not measured is '-'.
@@ -73,6 +74,39 @@ def threat_worst_case_table(results: list[RunResults], flags: dict[str, dict[str
     attacks = {k: next(v[k]["attacks"] for v in found.values() if k in v) for k in labels}
     return table(["Run"] + labels, rows) + ["", "Attacks per ball: " + "; ".join(
         f"{k}: {', '.join(LABELS.get(a, a) for a in attacks[k])}" for k in labels) + "."]
+
+
+def evaluation_cost(results: list[RunResults]) -> list[str]:
+    """Forward-equivalent passes per test image of every attack (the record's `passes`, over the images the attack
+    saw), then the suite's with the clean pass (`worst_case.passes`) per evaluated image and in all."""
+    counted = [r for r in results if r.record and "passes" in r.record.get("worst_case", {})]
+    if not counted:
+        return []
+    cols = ordered_columns({k for r in counted for k, v in r.record.items() if isinstance(v, dict) and "passes" in v}
+                           - {"worst_case"})
+    rows = []
+    for r in counted:
+        total = r.record["worst_case"]["passes"]
+        cells = [fmt(r.record[c]["passes"]["per_image"], 1) if "passes" in r.record.get(c, {}) else MISSING
+                 for c in cols]
+        rows.append([r.run] + cells + [fmt(total["per_image"], 1), str(total["forward_equivalents"])])
+    return table(["Run"] + [LABELS.get(c, c) for c in cols] + ["Total / image", "Total"], rows)
+
+
+def attack_seconds(results: list[RunResults]) -> list[str]:
+    """Seconds of every attack here (`core.timing`; a sharded run's are summed over its ranks: device-seconds) and
+    the suite's, with the devices and the number of ranks (1 where the timing file states none)."""
+    timed = [r for r in results if r.attack_timing.get("seconds")]
+    if not timed:
+        return []
+    cols = ordered_columns({k for r in timed for k in r.attack_timing["seconds"]})
+    rows = []
+    for r in timed:
+        t = r.attack_timing
+        devices = ", ".join(dict.fromkeys(t.get("devices") or [str(t.get("device") or MISSING)]))
+        rows.append([r.run, devices, str(t.get("ranks", 1))] + [fmt(t["seconds"].get(c), 3) for c in cols]
+                    + [fmt(sum(t["seconds"].values()), 3)])
+    return table(["Run", "Devices", "Ranks"] + [LABELS.get(c, c) for c in cols] + ["Total"], rows, right=2)
 
 
 def paper_rows(results: list[RunResults]) -> list[tuple[RunResults, paper.Row]]:
