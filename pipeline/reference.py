@@ -46,8 +46,8 @@ RECORD_KEYS = {
     "n": "test images evaluated (the first n of the test split)",
     "subset": "which test images, in words",
     "seed": "the attacks' seed",
-    "device": "where the evaluation ran",
-    "evaluation": "precision, batch size, torch threads and a note on the protocol",
+    "device": "where the evaluation ran (each rank's device, once, under torchrun)",
+    "evaluation": "precision, batch size, images per block, torchrun ranks, torch threads and a note on the protocol",
     "versions": "library versions (python, torch, torchattacks, ...)",
     "training": "the training settings recorded in the checkpoint",
 }
