@@ -28,9 +28,9 @@ def _one_line(err: Exception) -> int:
 
 
 def _handled():
-    from pipeline.core.errors import InvalidAdversarial, RankFailed
+    from pipeline.core.errors import InvalidAdversarial
 
-    return UserError, InvalidAdversarial, RankFailed
+    return UserError, InvalidAdversarial
 
 
 def shown(path) -> str:
@@ -42,7 +42,7 @@ def shown(path) -> str:
 
 
 def one_line_errors(fn):
-    """Print `UserError` (exit 2), invalid adversarial examples and a failed rank (exit 1) as a single line."""
+    """Print `UserError` (exit 2) and invalid adversarial examples (exit 1) as a single line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ..core.errors import RankFailed
+from ..core.errors import UserError
 from ..core.io import load_tensors, save_tensors
 from ..train.distributed import Ranks
 from .counting import Passes
@@ -91,6 +91,12 @@ def unpack(data: bytes) -> dict[tuple[str, int], BlockResult]:
         name, index = key.rsplit("/", 1)
         out[(name, int(index))] = BlockResult.from_tensors(tensors, f"{key}/")
     return out
+
+
+class RankFailed(UserError):
+    """Another process of a torchrun job died or stopped answering before its blocks were in (not bad input)."""
+
+    exit_code = 1
 
 
 class Store:

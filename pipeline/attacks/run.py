@@ -89,7 +89,7 @@ def progress_store(subject: Subject, params: Params, x: torch.Tensor, y: torch.T
     key = evaluation_key([settings, [(name, hashlib.sha256(text).hexdigest()) for name, text in code],
                           device.type, torch.get_num_threads(), library_versions()],
                          [*subject.model.state_dict().values(), x, y])
-    return Store(paths.attack_progress(subject.dataset, subject.run) / key)
+    return Store(paths.work_dir() / "attack" / paths.run_folder(subject.dataset) / subject.run / key)
 
 
 def _attack_subject(subject: Subject, params: Params, ranks: distributed.Ranks, device: torch.device,

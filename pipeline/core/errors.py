@@ -1,5 +1,4 @@
-"""The exception types the command line prints as one line: bad input (exit 2), an invalid attack and a failed
-rank (exit 1)."""
+"""The exception types the command line prints as one line: bad input (exit 2) and an invalid attack (exit 1)."""
 
 
 class UserError(Exception):
@@ -10,7 +9,3 @@ class UserError(Exception):
 
 class InvalidAdversarial(RuntimeError):
     """An attack produced an example outside [0, 1], outside its budget, or with NaN."""
-
-
-class RankFailed(RuntimeError):
-    """Another process of a torchrun job died or stopped answering before its part was in."""

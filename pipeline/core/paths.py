@@ -71,11 +71,6 @@ def train_staging(dataset: str, run: str) -> Path:
     return work_dir() / "staging" / "train" / run_folder(dataset) / run
 
 
-def attack_progress(dataset: str, run: str) -> Path:
-    """The finished blocks of an attack stage not yet written as a record (pipeline/attacks/blocks.py)."""
-    return work_dir() / "attack" / run_folder(dataset) / run
-
-
 def train_commit(dataset: str, run: str) -> Path:
     """A finished training's staging folder once complete: moved into place, also by the next run if killed midway."""
     return work_dir() / "commit" / "train" / run_folder(dataset) / run
