@@ -4,7 +4,7 @@ Clean logits are computed once; each attack sees only the clean-correct examples
 model in eval mode and its parameters frozen; every adversarial batch is checked (range,
 budget, NaN) as it is produced; per-example robust flags are kept so the worst case over
 attacks is exact. Each attack runs block by block (pipeline/attacks/blocks.py), each block in
-its own forked RNG seeded from (seed, attack, block), so its result depends neither on the
+its own forked RNG seeded from (seed, block), so its result depends neither on the
 attacks before it, nor on the caller's random stream, nor on which rank attacked which block,
 and the image-passes it spends through the model are counted. On a CPU with one torch thread the
 attacks may run in forked worker processes (`workers`, pipeline/attacks/parallel.py), with
@@ -135,7 +135,7 @@ def _blocks_job(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tens
         if result is None:
             start, stop = plan.spans(len(x))[index]
             result = _attack_block(model, attack, x[start:stop], y[start:stop], clean[index][: stop - start].to(x.device),
-                                   batch_size, block_seed(seed, attack.name, index))
+                                   batch_size, block_seed(seed, index))
             plan.store.save(attack.name, index, result)
         done[(attack.name, index)] = result
     return pack(done)

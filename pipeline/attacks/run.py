@@ -127,7 +127,7 @@ def _attack_subject(subject: Subject, params: Params, ranks: distributed.Ranks, 
                        "ranks": ranks.size, "threads": torch.get_num_threads(),
                        "note": "data cut to the first n test images (an attack's own n where it sets one); "
                                "every attack at its configured budget; each block of images attacked in an RNG "
-                               "seeded from (seed, attack, block)"},
+                               "seeded from (seed, block)"},
         "versions": library_versions(),
         "training": subject.info.get("settings", {}),
         **summarise(evaluation, attacks),
