@@ -104,10 +104,10 @@ class AutoAttack(Attack):
         return {"fooled_by_stage": dict(self._fooled_by)}
 
     def gathered(self) -> dict[str, torch.Tensor]:
-        return {"fooled_by_stage": torch.tensor([self._fooled_by[s] for s in STAGES], dtype=torch.int64)}
+        return {"fooled_by_stage": torch.tensor([self._fooled_by[s] for s in STAGES], dtype=torch.int64, device="cpu")}
 
     def restore(self, parts: list[dict[str, torch.Tensor]]) -> None:
-        total = sum((p["fooled_by_stage"] for p in parts), torch.zeros(len(STAGES), dtype=torch.int64))
+        total = sum((p["fooled_by_stage"] for p in parts), torch.zeros(len(STAGES), dtype=torch.int64, device="cpu"))
         self._fooled_by = dict(zip(STAGES, map(int, total)))
 
     def describe(self) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def gather_bytes(data: bytes, ranks: Ranks, device: torch.device) -> list[bytes]
     sizes = [torch.zeros(1, dtype=torch.int64, device=where) for _ in range(ranks.size)]
     dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=where))
     longest = int(max(int(s) for s in sizes))
-    local = torch.zeros(longest, dtype=torch.uint8)
+    local = torch.zeros(longest, dtype=torch.uint8, device="cpu")
     if data:
         local[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     parts = [torch.empty(longest, dtype=torch.uint8, device=where) for _ in range(ranks.size)]

@@ -261,13 +261,13 @@ class DeepFool(Attack):
 
     def results(self) -> dict[str, Any]:
         """Median L2 distance over the attacked (clean-correct) examples; a failure counts as infinite."""
-        d = torch.cat(self._distances) if self._distances else torch.empty(0, dtype=torch.float64)
+        d = torch.cat(self._distances) if self._distances else torch.empty(0, dtype=torch.float64, device="cpu")
         median = float(d.median()) if len(d) else math.nan
         return {"median_l2": median if math.isfinite(median) else None,
                 "fooled_unbounded": int(torch.isfinite(d).sum()), "attacked": len(d)}
 
     def gathered(self) -> dict[str, torch.Tensor]:
-        return {"distances": torch.cat(self._distances) if self._distances else torch.empty(0, dtype=torch.float64)}
+        return {"distances": torch.cat(self._distances) if self._distances else torch.empty(0, dtype=torch.float64, device="cpu")}
 
     def restore(self, parts: list[dict[str, torch.Tensor]]) -> None:
         self._distances = [p["distances"] for p in parts]

@@ -231,7 +231,7 @@ def _assemble(blocks: dict[tuple[str, int], BlockResult], attacks: list[Attack],
         return [blocks[(name, index)] for index in range(len(plan.spans(count)))]
 
     parts = merged("clean", n)
-    result = Evaluation(clean=torch.cat([p.flags for p in parts]) if parts else torch.zeros(0, dtype=torch.bool),
+    result = Evaluation(clean=torch.cat([p.flags for p in parts]) if parts else torch.zeros(0, dtype=torch.bool, device="cpu"),
                         clean_passes=sum((p.passes for p in parts), Passes()),
                         clean_seconds=sum(p.seconds for p in parts))
     for attack in attacks:
@@ -242,7 +242,7 @@ def _assemble(blocks: dict[tuple[str, int], BlockResult], attacks: list[Attack],
         if not validity:
             validity = {"nan": 0, "min": 0.0, "max": 0.0, "max_norm": 0.0, "budget": attack.eps}
         attack.restore([p.gathered for p in parts])
-        robust = torch.cat([p.flags for p in parts]) if parts else torch.zeros(0, dtype=torch.bool)
+        robust = torch.cat([p.flags for p in parts]) if parts else torch.zeros(0, dtype=torch.bool, device="cpu")
         result.outcomes[attack.name] = AttackOutcome(robust, validity, sum(p.seconds for p in parts),
                                                      sum((p.passes for p in parts), Passes()), attack.results())
     return result
