@@ -211,6 +211,16 @@ def test_columns_measured_under_another_protocol_are_marked():
     assert any(line.startswith("- † SimBA: the authors' SimBA") for line in lines)
 
 
+def test_an_infinite_deepfool_median_is_written_not_a_crash():
+    """DeepFool's record says median_l2 None where it fooled at most half its images (a degenerate model)."""
+    deepfool = {"accuracy": 90.0, "n_correct": 9, "n": 10}
+    runs = [RunResults("digits", name, {"n": 10, "clean": {"accuracy": 90.0, "n_correct": 9, "n": 10},
+                                        "deepfool": {**deepfool, "median_l2": median}}, None, None, {})
+            for name, median in (("otjr", None), ("pgd_at", 0.51234))]
+    lines = tables.robustness(runs)
+    assert lines[-1] == "DeepFool median L2 distance: otjr inf (at most half fooled), pgd_at 0.5123."
+
+
 # ---------------------------------------------------------------------------- evaluation cost
 #: run -> attack -> (image-forwards, image-backwards) of fake records of COST_N images; AutoAttack saw the first
 #: COST_AA_N only. xe has no timing file; otjr's was written by 2 ranks.

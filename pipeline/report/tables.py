@@ -35,6 +35,11 @@ def table(header: list[str], rows: list[list[str]], right: int = 1) -> list[str]
     return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _median(value: float | None) -> str:
+    """DeepFool's median L2 distance; None where it fooled at most half the attacked images (the median is infinite)."""
+    return f"{value:.4g}" if value is not None else "inf (at most half fooled)"
+
+
 def robustness(results: list[RunResults]) -> list[str]:
     """Paper Table 2's layout: accuracy (%) under every attack run, the worst case, the sanity verdict."""
     cols = ordered_columns({k for r in results for k in r.accuracy})
@@ -48,7 +53,7 @@ def robustness(results: list[RunResults]) -> list[str]:
         cells.append(SYMBOL.get((r.sanity or {}).get("verdict"), MISSING))
         rows.append(cells)
     lines = table(header, rows)
-    medians = [f"{r.run} {r.record['deepfool']['median_l2']:.4g}" for r in results
+    medians = [f"{r.run} {_median(r.record['deepfool']['median_l2'])}" for r in results
                if r.record and isinstance(r.record.get("deepfool"), dict) and "median_l2" in r.record["deepfool"]]
     if medians:
         lines += ["", "DeepFool median L2 distance: " + ", ".join(medians) + "."]
