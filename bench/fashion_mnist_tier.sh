@@ -2,8 +2,9 @@
 # The Fashion-MNIST CPU tier in one command: a fresh run of preset `fashion-mnist`, published
 # as docs/results/fashion-mnist.md (command, date, machine, versions, every table, the claims).
 #
-#   bench/fashion_mnist_tier.sh [WORKDIR [KEY=VALUE ...]]
+#   [JOBS=2] bench/fashion_mnist_tier.sh [WORKDIR [KEY=VALUE ...]]
 #
+# JOBS stages at once (`otjr repro -j JOBS`; JOBS=1: plain `dvc repro`).
 # KEY=VALUE pairs override the preset (dotted keys, YAML values), e.g. 'seeds=[]' for seed 0 only.
 # Needs the Fashion-MNIST files (Debian's dataset-fashion-mnist, or $OTJR_FASHION_MNIST_SOURCE);
 # about 1-2 h on 2 CPU cores (docs/results/fashion-mnist-tiers.md). The run happens in a clone of
@@ -35,6 +36,8 @@ PY
 done
 "$py" -m pipeline dvc render --check >/dev/null || { echo "dvc.yaml differs from the registries' render" >&2; exit 2; }
 start=$(date +%s)
-PATH="$(dirname "$py"):$PATH" dvc repro
+jobs=${JOBS:-2}
+if [ "$jobs" = 1 ]; then PATH="$(dirname "$py"):$PATH" dvc repro
+else PATH="$(dirname "$py"):$PATH" "$py" -m pipeline repro -j "$jobs"; fi
 "$py" "$repo/bench/publish_report.py" --run "$work" --out "$repo/docs/results/fashion-mnist.md" \
-  --command "bench/fashion_mnist_tier.sh${*:+ $*}" --seconds $(( $(date +%s) - start )) --preset fashion-mnist
+  --command "JOBS=$jobs bench/fashion_mnist_tier.sh${*:+ $*}" --seconds $(( $(date +%s) - start )) --preset fashion-mnist

@@ -1,8 +1,9 @@
 """Publish a finished run's report under docs/: what was run, where, with what, then the report itself.
 
     python bench/publish_report.py --run DIR --out docs/results/NAME.md --command CMD --seconds S --preset NAME
+        [--report metrics/sensitivity.md]
 
-Copies DIR/metrics/report/report.md below a header (command, date, commit, machine, library
+Copies DIR/metrics/report/report.md (or --report, relative to DIR) below a header (command, date, commit, machine, library
 versions, wall time) and its figures next to the output, so the page reads on its own.
 """
 
@@ -34,7 +35,7 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}); " + (f"GPU: {', '.join(gpus)}" if gpus else "no GPU")
 
 
-def header(run: Path, command: str, seconds: int, preset: str) -> list[str]:
+def header(run: Path, command: str, seconds: int, preset: str, report: str = "metrics/report/report.md") -> list[str]:
     sys.path.insert(0, str(run))
     from pipeline.core.versions import library_versions
 
@@ -42,8 +43,8 @@ def header(run: Path, command: str, seconds: int, preset: str) -> list[str]:
                             text=True).stdout.strip() or "unknown"
     versions = ", ".join(f"{k} {v}" for k, v in sorted(library_versions().items()))
     threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
-    return [f"<!-- written by bench/publish_report.py from {run.name}'s metrics/report/report.md; do not edit -->", "",
-            f"- Command: `{command}` (preset `{preset}`, then `dvc repro`), commit {commit}",
+    return [f"<!-- written by bench/publish_report.py from {run.name}'s {report}; do not edit -->", "",
+            f"- Command: `{command}` (preset `{preset}`), commit {commit}",
             f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {seconds // 60} min {seconds % 60} s",
             f"- Machine: {machine()}; threads per process: {threads}; Python {platform.python_version()}",
             f"- Versions: {versions}", ""]
@@ -56,15 +57,16 @@ def main() -> None:
     ap.add_argument("--command", required=True)
     ap.add_argument("--seconds", type=int, required=True)
     ap.add_argument("--preset", required=True)
+    ap.add_argument("--report", default="metrics/report/report.md", help="the page to publish, relative to --run")
     a = ap.parse_args()
-    report = a.run / "metrics" / "report" / "report.md"
+    report = a.run / a.report
     if not report.is_file():
         sys.exit(f"{report}: no report (did dvc repro finish?)")
     lines = report.read_text().splitlines()
     title, body = (lines[0], lines[1:]) if lines and lines[0].startswith("# ") else ("# Report", lines)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join([title, "", *header(a.run, a.command, a.seconds, a.preset), *body]) + "\n")
-    figures = a.run / "metrics" / "report" / "figures"
+    a.out.write_text("\n".join([title, "", *header(a.run, a.command, a.seconds, a.preset, a.report), *body]) + "\n")
+    figures = report.parent / "figures"
     if figures.is_dir():
         shutil.copytree(figures, a.out.parent / "figures", dirs_exist_ok=True)
     print(f"wrote {a.out}")

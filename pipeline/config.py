@@ -59,6 +59,8 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
         again = c.seed if c.seed in c.seeds else next(s for s in c.seeds if c.seeds.count(s) > 1)
         raise UserError(f"{path}: 'seeds': seed {again} twice; `seeds` lists the further seeds after `seed` "
                         f"({c.seed}), e.g. seeds: [{', '.join(str(c.seed + i) for i in (1, 2))}] for three in all")
+    if c.eval_split == "val" and c.data.val_fraction == 0:
+        raise UserError(f"{path}: 'eval_split': val needs a validation split; set data.val_fraction above 0")
 
     if every:
         try:

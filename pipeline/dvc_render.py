@@ -329,7 +329,7 @@ def _per_run(command: str, s: Seeding, code: list[str], params: list[str], extra
 
 def _attack(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
-    return _per_run("attack", s, code, ["seed", "threads", "threat", "attack"],
+    return _per_run("attack", s, code, ["seed", "threads", "eval_split", "threat", "attack"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}"],
                     [f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors"])
 
@@ -338,7 +338,7 @@ def _sanity(s: Seeding, code: list[str]) -> dict:
     f = s.folder(["dataset", "method"])
     # of `attack` only what the checks read themselves (the sweeps reuse PGD-20's budget); the rest comes
     # through the attack record, a dependency, and listing the whole block would double dvc.lock
-    return _per_run("sanity", s, code, ["seed", "threads", *SANITY_ATTACK_KEYS, "sanity"],
+    return _per_run("sanity", s, code, ["seed", "threads", "eval_split", *SANITY_ATTACK_KEYS, "sanity"],
                     [f"models/{f}/${{item.method}}.safetensors", "data/prepared/${item.dataset}",
                      f"metrics/attacks/{f}/${{item.method}}.json", f"metrics/attacks/{f}/${{item.method}}.flags.safetensors",
                      f"metrics/attacks/{f}/${{sanity.undefended}}.json"],  # rule 10: the undefended run's PGD-20
@@ -400,11 +400,12 @@ def _stages(root: Path, listed: list[str] | None) -> dict:
     out["analyze"] = {"foreach": "${datasets}", "do": {  # the first seed's models, one process per dataset
         "cmd": "python -m pipeline stage analyze --dataset ${item}",
         "deps": ["models/${item}", "data/prepared/${item}", *code["analyze"]],
-        "params": ["seed", "threads", "runs", "threat.linf", "analysis"], "outs": ["metrics/analysis/${item}.json"]}}
+        "params": ["seed", "threads", "eval_split", "runs", "threat.linf", "analysis"],
+        "outs": ["metrics/analysis/${item}.json"]}}
     out["report"] = {
         "cmd": "python -m pipeline stage report",
         "deps": ["metrics/attacks", "metrics/sanity", "metrics/analysis", "metrics/train", *code["report"]],
-        "params": ["seed", "seeds", "datasets", "runs", "threat.linf", "analysis"],
+        "params": ["seed", "seeds", "eval_split", "datasets", "runs", "threat.linf", "analysis"],
         "outs": ["metrics/report/report.md"],
         "plots": ["metrics/report/figures"] + [
             {f"metrics/plots/{f}": {"cache": False, "template": f"pipeline/report/dvc_templates/{t}.json", "x": x,

@@ -201,6 +201,9 @@ class CoreBlock(Strict):
         default=(), description="further seeds: each trains and evaluates every run once more")
     device: str = "auto"  # where to run; not a science setting, so no stage depends on it
     threads: NonNegativeInt = 1  # torch's CPU threads per stage process (0: torch's default); results depend on it
+    eval_split: Literal["test", "val"] = Field(
+        "test", description="the images the attack, sanity and analysis stages read: test, or val (the held-out "
+        "data.val_fraction of the training split) to choose hyper-parameters without looking at the test split")
     datasets: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
     #: the runs trained, evaluated and aggregated: a method (`otjr`) or method-addon (`trades-awp`)
     runs: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(
@@ -229,7 +232,7 @@ Workers = Annotated[Literal["auto"] | int, BeforeValidator(_workers)]
 class AttackBlock(Strict):
     """The `attack` block's own keys; each attack's settings are validated by the attack."""
 
-    n: PositiveInt  # first n test images: the clean row, and every attack that sets no n of its own
+    n: PositiveInt  # first n images of `eval_split`: the clean row, and every attack that sets no n of its own
     batch_size: PositiveInt
     suite: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(min_length=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 (the paper's protocol) or bf16 autocast")

@@ -49,7 +49,8 @@ def repo(tmp_path_factory) -> Path:
             shutil.copy2(src, root / name)
     from pipeline.dvc_render import registered_runs
 
-    write_params(root, {**TINY, "train.epochs": 1, "runs": registered_runs()})  # the add-on runs too
+    # every run, the add-on ones too; 16 images per attack and sanity sweep: this checks the stages, not accuracies
+    write_params(root, {**TINY, "train.epochs": 1, "attack.n": 16, "sanity.n": 16, "runs": registered_runs()})
     _run(sys.executable, "-m", "pipeline", "dvc", "render", cwd=root)
     _run("git", "init", "-q", cwd=root)
     _run("git", "add", "-A", cwd=root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -59,3 +60,10 @@ def test_two_real_experiments_side_by_side_in_120_columns(reproduced, tmp_path):
         row = next(line for line in lines if line.startswith(f"xe@digits {label}"))
         assert row.count("[") == 2  # a value and its interval per experiment
     assert next(line for line in lines if line.startswith("xe@digits sanity")).split()[2] in ("pass", "warn", "fail")
+    # `otjr stage sensitivity` reads its accuracies from the metrics file DVC really reports for each revision
+    from pipeline.report.sensitivity import HEADLINE
+
+    entries = json.loads(dvc(root, "exp", "show", "--json").stdout)
+    revs = [e for e in entries] + [r for e in entries for x in e.get("experiments") or [] for r in x["revs"]]
+    assert len(revs) >= 3 and all(HEADLINE in r["data"]["metrics"] for r in revs), revs
+    assert all(r["data"]["metrics"][HEADLINE]["data"]["xe"]["digits"]["clean_n"] == 16 for r in revs)

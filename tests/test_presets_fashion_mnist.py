@@ -8,7 +8,7 @@ import pytest
 from pipeline import presets
 from pipeline.config import load_params
 
-TIER_METHODS = ["xe", "pgd_at", "trades", "otjr", "rand_jr", "opt_jr"]
+TIER_METHODS = ["xe", "pgd_at", "trades", "alp", "sat", "rand_jr", "opt_jr", "sw", "sat_jr", "otjr"]  # all ten
 
 
 def _params(tmp_path, name):
@@ -48,3 +48,17 @@ def test_full_tier_validates_with_five_seeds(tmp_path):
     assert p.all_seeds == (0, 1, 2, 3, 4)
     assert p.data.train_n == {} and p.train.epochs == 100 and p.model.name == "preact_resnet18"
     assert (p.adversary.steps, p.adversary.step) == (10, pytest.approx(0.025)) and len(p.runs) == 10
+
+
+def test_sweep_preset_is_the_tier_on_its_validation_split(tmp_path):
+    (tmp_path / "s").mkdir(), (tmp_path / "t").mkdir()
+    sweep, tier = _params(tmp_path / "s", "fashion-mnist-sweep"), _params(tmp_path / "t", "fashion-mnist")
+    _check_budget_and_paper_values(sweep)  # the baseline holds the paper's values; experiments move one
+    assert sweep.eval_split == "val" and tier.eval_split == "test"
+    assert sweep.runs == ("xe", "otjr") and sweep.all_seeds == (0,)
+    assert (sweep.data, sweep.model, sweep.train, sweep.adversary) == (tier.data, tier.model, tier.train,
+                                                                       tier.adversary)  # the tier's models
+    val_images = round(sweep.data.val_fraction * 6000) * 10  # held out per class of Fashion-MNIST's 60,000
+    assert sweep.attack.n == val_images == 3000  # clean and PGD-20 on the whole validation split
+    assert set(sweep.attack.suite) == {"pgd20", "pgd100", "autoattack"}
+    assert sweep.attack.n_of("autoattack") == sweep.attack.n_of("pgd100") == 1000

@@ -11,13 +11,21 @@ from pipeline.report.sensitivity import rows_from, sensitivity_report
 SHA = "d6f2abf53d0657f0868d0d329c8622f3458a0867"
 
 
+def headline(accuracy: dict, n: int = 1000) -> dict:
+    """metrics/headline.json's entry of one run: each accuracy with a made-up interval and its images."""
+    out = {"sanity": "pass"}
+    for k, v in accuracy.items():
+        out.update({k: v, f"{k}_low": v - 3, f"{k}_high": v + 2, f"{k}_n": n})
+    return out
+
+
 def rev(rev: str, name: str | None, lambda_j, lambda_sw=64, k=32, accuracy=None, dataset="cifar10",
-        model="wrn34_10", error=None) -> dict:
-    data = {"rev": rev, "timestamp": None,
-            "params": {"params.yaml": {"data": {"lambda_j": lambda_j, "lambda_sw": lambda_sw, "num_projections": k,
-                                                "model": {"name": model, "args": {}}}}},
-            "metrics": {"metrics/summary.json": {"data": {"otjr": {dataset: accuracy or {}},
-                                                          "xe": {dataset: {"clean": 94.0}}}}}}
+        model="wrn34_10", error=None, split=None, n=1000) -> dict:
+    params = {"lambda_j": lambda_j, "lambda_sw": lambda_sw, "num_projections": k, "model": {"name": model, "args": {}},
+              "attack": {"n": n, **({"split": split} if split else {})}}
+    data = {"rev": rev, "timestamp": None, "params": {"params.yaml": {"data": params}},
+            "metrics": {"metrics/headline.json": {"data": {"otjr": {dataset: headline(accuracy or {}, n)},
+                                                           "xe": {dataset: headline({"clean": 94.0}, n)}}}}}
     return {"rev": rev, "name": name, "data": data, "error": error, "experiments": None}
 
 
@@ -42,6 +50,8 @@ def test_rows_come_from_every_successful_revision_once():
     small = rows[1]
     assert small["lambda_j"] == 1e-05 and small["num_projections"] == 32.0  # '1e-05' (YAML 1.1 string) is a number
     assert rows[0]["accuracy"] == {"clean": 84.0, "pgd20": 55.5, "pgd100": 55.0, "autoattack": 52.0}
+    assert rows[0]["interval"]["pgd20"] == [52.5, 57.5] and rows[0]["n"]["clean"] == 1000
+    assert {r["split"] for r in rows} == {"test"}  # params without attack.split: the test split
 
 
 def test_table_puts_the_papers_row_beside_matching_settings(project, tmp_path):
@@ -50,7 +60,9 @@ def test_table_puts_the_papers_row_beside_matching_settings(project, tmp_path):
     text = sensitivity_report(saved)
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
-    assert cells[0] == ["lambda_J", "lambda_SW", "K", "Model", "Experiment", "Clean", "PGD-20", "PGD-100", "AutoAttack"]
+    assert cells[0] == ["lambda_J", "lambda_SW", "K", "Model", "Experiment", "Clean (n 1000)", "PGD-20 (n 1000)",
+                        "PGD-100 (n 1000)", "AutoAttack (n 1000)"]
+    assert "## cifar10 (test split)" in text and "Picked" not in text  # nothing is chosen on the test split
     body = cells[2:]
     assert [r[4] for r in body] == ["lj-small", "k16", "paper, Table 8", "ours - paper", "main", "paper, Table 8",
                                     "ours - paper"]  # sorted by (lambda_J, lambda_SW, K)
@@ -58,8 +70,9 @@ def test_table_puts_the_papers_row_beside_matching_settings(project, tmp_path):
     assert body[main][:3] == ["0.002", "64", "32"]
     assert body[main + 1][5:] == ["84.53", "55.07", "54.69", "52.41"]
     assert body[main + 2][5:] == ["-0.53", "+0.43", "+0.31", "-0.41"]
-    assert body[0][5:] == ["86.00", "50.00", "-", "-"]  # lambda_j 1e-05 is not a paper setting
-    assert json.loads(paths.sensitivity_result("json").read_text())[0]["rev"] == "main"
+    assert body[0][5:] == ["86.00 [83.0, 88.0]", "50.00 [47.0, 52.0]", "-", "-"]  # 1e-05: not a paper setting
+    assert body[main][5] == "84.00 [81.0, 86.0]"
+    assert json.loads(paths.sensitivity_result("json").read_text())["rows"][0]["rev"] == "main"
     assert paths.sensitivity_result("md").read_text() == text
 
 
@@ -78,3 +91,27 @@ def test_cli_reads_a_saved_exp_show(project, tmp_path):
     assert "| 0.002 | 64 | 16 | wrn34_10 | k16 |" in proc.stdout
     bad = run_cli("stage", "sensitivity", "--exp-json", str(tmp_path / "absent.json"), cwd=project)
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_validation_rows_are_their_own_table_and_name_the_setting_picked(project, tmp_path):
+    base = rev(SHA, "main", 0.002, dataset="fashion_mnist", model="strided_cnn", split="val",
+               accuracy={"clean": 80.0, "pgd20": 70.0, "autoattack": 60.0})
+    base["experiments"] = [
+        {"name": n, "revs": [rev(c * 40, n, lj, dataset="fashion_mnist", model="strided_cnn", split="val", n=500,
+                                 accuracy=acc)]}
+        for n, c, lj, acc in [("lj-0.01", "a", 0.01, {"clean": 79.0, "pgd20": 71.0, "autoattack": 61.5}),
+                              ("lj-0.05", "b", 0.05, {"clean": 82.0, "pgd20": 71.0, "autoattack": 61.5}),
+                              ("lj-0", "c", 0, {"clean": 85.0, "pgd20": 65.0, "autoattack": 55.0})]]
+    test_row = rev("d" * 40, "on-test", 0.5, dataset="fashion_mnist", model="strided_cnn",
+                   accuracy={"clean": 99.0, "autoattack": 99.0})  # far better, but on the test split: never picked
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps([base, test_row]))
+    text = sensitivity_report(saved)
+    val_part = text.split("## fashion_mnist (validation split)")[1].split("## ")[0]
+    assert "on-test" not in val_part and "on-test" in text.split("## fashion_mnist (test split)")[1]
+    # tie on AutoAttack (61.5) between lj-0.01 and lj-0.05: the higher clean accuracy wins
+    assert "Picked on the validation split: lambda_J 0.05, lambda_SW 64, K 32 (experiment lj-0.05)" in val_part
+    assert "61.50 [58.5, 63.5] (n 500)" in val_part and "(n 1000)" in val_part  # sizes differ: n in each cell
+    saved_json = json.loads(paths.sensitivity_result("json").read_text())
+    assert saved_json["picked"]["fashion_mnist/val"]["rev"] == "lj-0.05"
+    assert "fashion_mnist/test" not in saved_json["picked"]

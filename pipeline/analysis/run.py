@@ -108,7 +108,7 @@ def analyze_subjects(subjects: list[Subject], params: Params, out: Path, show_pr
     dataset, meta = subjects[0].dataset, subjects[0].meta
     device = resolve_device(params.device)
     loaded = {s.run: (s.model.to(device), s.info) for s in subjects}
-    x, y, subset = test_subset(dataset, a.n, device)
+    x, y, subset = test_subset(dataset, a.n, device, params.eval_split)
     predictions = [predict(m, x, a.batch_size) for m, _ in loaded.values()]
     images = pick_images(predictions, y, min(a.cross_section.images, len(y)))
     coords = grid_coordinates(a.cross_section.radius * a.eps * math.sqrt(x[0].numel()), a.cross_section.resolution)

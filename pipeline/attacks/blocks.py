@@ -21,7 +21,7 @@ import torch
 
 from ..core.errors import UserError
 from ..core.io import load_tensors, save_tensors
-from ..train.distributed import Ranks
+from ..train.distributed import Ranks, all_gather
 from .counting import Passes
 
 #: `unpack`'s key for the JSON that is not a tensor (passes, seconds, validity).
@@ -49,7 +49,8 @@ class BlockResult:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "") -> "BlockResult":
         meta = json.loads(bytes(tensors[f"{prefix}{_META}"].tolist()).decode())
-        gathered = {k[len(prefix) + 9:]: v for k, v in tensors.items() if k.startswith(f"{prefix}gathered.")}
+        start = f"{prefix}gathered."
+        gathered = {k[len(start):]: v for k, v in tensors.items() if k.startswith(start)}
         return cls(tensors[f"{prefix}flags"].bool(), Passes(meta["forward"], meta["backward"]), meta["seconds"],
                    meta["validity"], gathered)
 
@@ -141,21 +142,13 @@ def evaluation_key(parts: Iterable[Any], tensors: Iterable[torch.Tensor]) -> str
 
 
 def gather_bytes(data: bytes, ranks: Ranks, device: torch.device) -> list[bytes]:
-    """Every rank's bytes (of any length), in rank order, on every rank (NCCL: through `device`)."""
-    if not ranks.distributed:
-        return [data]
-    import torch.distributed as dist
-
-    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    sizes = [torch.zeros(1, dtype=torch.int64, device=where) for _ in range(ranks.size)]
-    dist.all_gather(sizes, torch.tensor([len(data)], dtype=torch.int64, device=where))
-    longest = int(max(int(s) for s in sizes))
-    local = torch.zeros(longest, dtype=torch.uint8, device="cpu")
+    """Every rank's bytes (of any length), in rank order, on every rank: the lengths, then the bytes padded to
+    the longest, through the trainer's `all_gather` (NCCL: on `device`)."""
+    sizes = [int(n) for n in all_gather(torch.tensor([len(data)], dtype=torch.int64), ranks, device)]
+    local = torch.zeros(max(sizes), dtype=torch.uint8)
     if data:
         local[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    parts = [torch.empty(longest, dtype=torch.uint8, device=where) for _ in range(ranks.size)]
-    dist.all_gather(parts, local.to(where))
-    return [p[: int(n)].cpu().numpy().tobytes() for p, n in zip(parts, sizes)]
+    return [p[:n].numpy().tobytes() for p, n in zip(all_gather(local, ranks, device), sizes)]
 
 
 def gather_blocks(data: bytes, ranks: Ranks, device: torch.device) -> dict[tuple[str, int], BlockResult] | None:

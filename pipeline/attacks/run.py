@@ -97,7 +97,7 @@ def _attack_subject(subject: Subject, params: Params, ranks: distributed.Ranks, 
     dataset, run, model = subject.dataset, subject.run, subject.model
     attacks = checked_suite(params, subject.meta)
     model.to(device)
-    x, y, subset = test_subset(dataset, params.attack.n, device)
+    x, y, subset = test_subset(dataset, params.attack.n, device, params.eval_split)
     evaluation_precision(device)
     store = progress_store(subject, params, x, y, device)
     if ranks.main:
@@ -125,7 +125,7 @@ def _attack_subject(subject: Subject, params: Params, ranks: distributed.Ranks, 
         "evaluation": {"precision": evaluation_label(params.attack.precision, device, attacks),
                        "batch_size": params.attack.batch_size, "block": params.attack.block,
                        "ranks": ranks.size, "threads": torch.get_num_threads(),
-                       "note": "data cut to the first n test images (an attack's own n where it sets one); "
+                       "note": f"data cut to the first n {params.eval_split} images (an attack's own n where it sets one); "
                                "every attack at its configured budget; each block of images attacked in an RNG "
                                "seeded from (seed, block)"},
         "versions": library_versions(),

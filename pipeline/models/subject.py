@@ -61,6 +61,9 @@ def pipeline_subject(dataset: str, run: str) -> Subject:
     return Subject(dataset, run, model, info, meta, checkpoint)
 
 
-def test_subset(dataset: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
-    x, y = load_split(dataset, "test")
-    return x[:n].to(device), y[:n].to(device), f"first {min(n, len(y))} images of the {dataset} test split"
+def test_subset(dataset: str, n: int, device: torch.device, split: str = "test"
+                ) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The first n images of `split` (test, or val: the held-out part of the training split), with their
+    description."""
+    x, y = load_split(dataset, split)
+    return x[:n].to(device), y[:n].to(device), f"first {min(n, len(y))} images of the {dataset} {split} split"

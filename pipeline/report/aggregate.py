@@ -148,12 +148,13 @@ def summary_stats(params: Params, records: dict, claims: dict) -> dict:
 
 
 #: The headline measures: what `dvc exp show` and `otjr exp show` compare (metrics/headline.json).
-HEADLINE = ("clean", "pgd20", "autoattack", "worst_case")
+HEADLINE = ("clean", "pgd20", "pgd100", "autoattack", "worst_case")  # pgd100: paper Table 8's columns
 
 
 def headline(params: Params, stats: dict, sanity: dict) -> dict:
     """metrics/headline.json, the one file DVC counts as metrics: per run and dataset each headline accuracy (%)
-    with its interval as `<measure>_low` / `_high` (DVC drops lists), and the sanity verdict."""
+    with its interval as `<measure>_low` / `_high` (DVC drops lists), its images as `<measure>_n`, and the
+    sanity verdict."""
     out: dict = {}
     for run in params.runs:
         for ds in params.datasets:
@@ -163,7 +164,7 @@ def headline(params: Params, stats: dict, sanity: dict) -> dict:
                 if entry:
                     low, high = entry.get("seed_interval") or entry["clopper_pearson"]
                     row.update({measure: round(entry["accuracy"], 2), f"{measure}_low": round(low, 2),
-                                f"{measure}_high": round(high, 2)})
+                                f"{measure}_high": round(high, 2), f"{measure}_n": entry["n"]})
             row["sanity"] = verdicts(sanity[(ds, run)])
             out.setdefault(run, {})[ds] = row
     return out

@@ -58,7 +58,7 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
                      "below are the first seed's (means over the seeds: metrics/summary.md, metrics/summary_stats.json).")
     lines += section("Robust accuracy (%), paper Table 2 layout", tables.robustness(runs), where)
     lines += section("95% intervals (%) of these accuracies", tables.robustness_intervals(runs),
-                     "Clopper-Pearson (exact) over the n test images; Wilson intervals and the paired tests are in "
+                     "Clopper-Pearson (exact) over the n images attacked; Wilson intervals and the paired tests are in "
                      "metrics/summary_stats.json.")
     first_flags = {r.run: (load_flags(ds, r.run) or [None])[0] for r in runs if r.record}
     lines += section("Worst case per threat model", tables.threat_worst_case_table(runs, first_flags),
@@ -235,6 +235,10 @@ def build_report(params: Params) -> Path:
     lines = ["# OTJR pipeline report", "",
              f"Datasets: {', '.join(params.datasets)}. Runs: {', '.join(params.runs)}{evaluated}. Accuracies in percent; "
              "'-' = not measured. Regenerate with `dvc repro` (or `otjr stage report`).", ""]
+    if params.eval_split == "val":
+        lines += ["**Validation split** (`eval_split: val`): every attack, sanity check and analysis below ran on "
+                  "images held out of the training split, to choose hyper-parameters; none of these numbers is a "
+                  "test result.", ""]
     lines += ["Contents: " + ", ".join(f"[{ds}](#{ds})" for ds in params.datasets)
               + ", [hyper-parameter sensitivity](#hyper-parameter-sensitivity-paper-table-8)"
               + ", [settings and versions](#settings-and-versions).", ""]

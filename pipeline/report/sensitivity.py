@@ -2,9 +2,11 @@
 
 Reads `dvc exp show --json` (run now, or a saved copy): every committed or experiment
 revision with OTJR results gives one row per dataset, with its lambda_j, lambda_sw,
-num_projections and OTJR's clean / PGD-20 / PGD-100 / AutoAttack accuracy from
-metrics/summary.json. Where dataset and model match the paper's setting (CIFAR-10,
-WRN-34-10), the paper's row for the same hyper-parameters is shown beside ours.
+num_projections and OTJR's clean / PGD-20 / PGD-100 / AutoAttack accuracy and 95% interval
+from metrics/headline.json (the metrics file DVC reports), grouped by the split attacked
+(`eval_split`). On the validation split the table names the setting it picks: the highest
+AutoAttack accuracy, ties to the higher clean accuracy. Where dataset and model match the
+paper's setting (CIFAR-10, WRN-34-10), the paper's row for the same hyper-parameters is shown.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .aggregate import LABELS
 from .tables import fmt, signed, table
 
 HYPER = ("lambda_j", "lambda_sw", "num_projections")
-SUMMARY = "metrics/summary.json"
+HEADLINE = "metrics/headline.json"
 RUN = "otjr"
 
 
@@ -71,20 +73,35 @@ def rows_from(exp_show: Any) -> list[dict[str, Any]]:
         if rev.get("error") or not data:
             continue
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-        summary = ((data.get("metrics") or {}).get(SUMMARY) or {}).get("data") or {}
-        for dataset, acc in (summary.get(RUN) or {}).items():
+        headline = ((data.get("metrics") or {}).get(HEADLINE) or {}).get("data") or {}
+        for dataset, measured in (headline.get(RUN) or {}).items():
+            measures = [k for k, v in measured.items()
+                        if isinstance(v, (int, float)) and not k.endswith(("_low", "_high", "_n"))]
             row = {
                 "rev": revision_name(rev),
                 "dataset": dataset,
+                "split": params.get("eval_split", "test"),
                 "model": (params.get("model") or {}).get("name"),
                 **{k: number(params.get(k)) for k in HYPER},
-                "accuracy": {k: v for k, v in acc.items() if isinstance(v, (int, float))},
+                "accuracy": {k: measured[k] for k in measures},
+                "interval": {k: [measured[f"{k}_low"], measured[f"{k}_high"]] for k in measures
+                             if f"{k}_low" in measured and f"{k}_high" in measured},
+                "n": {k: measured[f"{k}_n"] for k in measures if f"{k}_n" in measured},
             }
             key = json.dumps({k: v for k, v in row.items() if k != "rev"}, sort_keys=True)
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
     return rows
+
+
+def picked(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The validation setting chosen: the highest AutoAttack accuracy, ties to the higher clean accuracy;
+    None on the test split (choosing there would tune on the test) or without AutoAttack results."""
+    scored = [r for r in rows if r["split"] == "val" and "autoattack" in r["accuracy"]]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: (r["accuracy"]["autoattack"], r["accuracy"].get("clean", 0.0)))
 
 
 def paper_row(row: dict[str, Any]) -> dict[str, float] | None:
@@ -96,25 +113,45 @@ def paper_row(row: dict[str, Any]) -> dict[str, float] | None:
     return None
 
 
+def _cell(row: dict[str, Any], measure: str, with_n: bool) -> str:
+    value = row["accuracy"].get(measure)
+    if value is None:
+        return fmt(None)
+    low, high = row["interval"].get(measure, (None, None))
+    text = fmt(value) + (f" [{low:.1f}, {high:.1f}]" if low is not None else "")
+    return text + (f" (n {row['n'][measure]})" if with_n and measure in row["n"] else "")
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# Hyper-parameter sensitivity of OTJR (paper Table 8)", ""]
     if not rows:
         return "\n".join(lines + ["No experiment with OTJR results found in `dvc exp show`.", ""])
-    for dataset in sorted({r["dataset"] for r in rows}):
-        subset = sorted((r for r in rows if r["dataset"] == dataset),
+    for dataset, split in sorted({(r["dataset"], r["split"]) for r in rows}):
+        subset = sorted((r for r in rows if (r["dataset"], r["split"]) == (dataset, split)),
                         key=lambda r: tuple(-1 if r[k] is None else r[k] for k in HYPER))
         cols = [c for c in paper.SENSITIVITY_COLUMNS + ("worst_case",) if any(c in r["accuracy"] for r in subset)]
-        header = ["lambda_J", "lambda_SW", "K", "Model", "Experiment"] + [LABELS.get(c, c) for c in cols]
+        sizes = {c: {r["n"].get(c) for r in subset if c in r["accuracy"]} for c in cols}
+        uniform = all(len(v) == 1 and None not in v for v in sizes.values())
+        header = ["lambda_J", "lambda_SW", "K", "Model", "Experiment"] + [
+            LABELS.get(c, c) + (f" (n {next(iter(sizes[c]))})" if uniform else "") for c in cols]
         body = []
         for r in subset:
             hyper = [f"{r[k]:g}" if r[k] is not None else "-" for k in HYPER]
-            body.append(hyper + [r["model"] or "-", r["rev"]] + [fmt(r["accuracy"].get(c)) for c in cols])
+            body.append(hyper + [r["model"] or "-", r["rev"]] + [_cell(r, c, not uniform) for c in cols])
             theirs = paper_row(r)
             if theirs:
                 body.append(["", "", "", "", "paper, Table 8"] + [fmt(theirs.get(c)) for c in cols])
                 body.append(["", "", "", "", "ours - paper"] + [
                     signed(r["accuracy"][c] - theirs[c]) if c in r["accuracy"] and c in theirs else "-" for c in cols])
-        lines += [f"## {dataset}", ""] + table(header, body, right=5) + [""]
+        where = "validation split" if split == "val" else f"{split} split"
+        lines += [f"## {dataset} ({where})", ""] + table(header, body, right=5) + [""]
+        lines += ["Accuracy (%) [95% interval: Clopper-Pearson, or Student t over seeds]; n images per column.", ""]
+        choice = picked(subset)
+        if choice is not None:
+            lines += [f"Picked on the validation split: lambda_J {choice['lambda_j']:g}, lambda_SW "
+                      f"{choice['lambda_sw']:g}, K {choice['num_projections']:g} (experiment {choice['rev']}): the "
+                      "highest AutoAttack accuracy, ties to the higher clean accuracy. Overlapping intervals mean "
+                      "the pick is not a significant difference.", ""]
     return "\n".join(lines)
 
 
@@ -123,6 +160,8 @@ def sensitivity_report(exp_json: Path | None = None) -> str:
     data = read_json(exp_json, what="dvc exp show JSON") if exp_json else exp_show_json(paths.root())
     rows = rows_from(data)
     text = markdown(rows)
-    write_json(paths.sensitivity_result("json"), rows)
+    choices = {f"{ds}/{split}": picked([r for r in rows if (r["dataset"], r["split"]) == (ds, split)])
+               for ds, split in sorted({(r["dataset"], r["split"]) for r in rows})}
+    write_json(paths.sensitivity_result("json"), {"rows": rows, "picked": {k: v for k, v in choices.items() if v}})
     write_text(paths.sensitivity_result("md"), text)
     return text

@@ -52,7 +52,7 @@ def _sanity_subject(subject: Subject, params: Params) -> tuple[Path, str]:
     flags, _ = load_tensors(paths.attack_flags(dataset, run), what="attack flags (run the attack stage first)")
     device = resolve_device(params.device)
     model.to(device).float()
-    x, y, subset = test_subset(dataset, params.sanity.n, device)
+    x, y, subset = test_subset(dataset, params.sanity.n, device, params.eval_split)
     ctx = Context(model=model, x=x, y=y, record=record, params=params, num_classes=subject.meta["num_classes"],
                   flags={k: v.to(device) for k, v in flags.items()},
                   undefended_record=undefended_record(dataset, params))
