@@ -27,6 +27,14 @@ def _params(params: Params | None, runs: Sequence[Run] = (), attack: bool = Fals
     return p
 
 
+def _variants(params: Params | None) -> dict[str, str]:
+    """{variant run: method}, from `params` or params.yaml."""
+    from .config import variant_methods
+    from .methods import variants_from
+
+    return variants_from(params.variants) if params is not None else variant_methods()
+
+
 @contextlib.contextmanager
 def _seeded(p: Params, seed: int | None) -> Iterator[Params]:
     """`p` for one seed of a run: `seed` (None or equal) keeps the plain layout; a further seed trains and
@@ -94,10 +102,10 @@ def train(dataset: str, method: str, params: Params | None = None, resume: bool 
     from .methods import parse_run
     from .train.loop import fit
 
-    run = parse_run(method, key="--method")
+    run = parse_run(method, key="--method", variants=_variants(params))
     p = _params(params, runs=[run])
     with _seeded(p, seed) as p:
-        p.for_method(run.method)
+        p.for_run(run)
         return fit(_dataset(dataset), run, p, resume=resume)
 
 
@@ -108,7 +116,7 @@ def attack(dataset: str, method: str, params: Params | None = None, seed: int | 
 
     p = _params(params, attack=True)
     with _seeded(p, seed) as p:
-        return attack_run(_dataset(dataset), parse_run(method, key="--method").name, p)
+        return attack_run(_dataset(dataset), parse_run(method, key="--method", variants=_variants(p)).name, p)
 
 
 def sanity(dataset: str, method: str, params: Params | None = None, strict: bool = False,
@@ -119,7 +127,7 @@ def sanity(dataset: str, method: str, params: Params | None = None, strict: bool
 
     p = _params(params, attack=True)
     with _seeded(p, seed) as p:
-        out, verdict = sanity_run(_dataset(dataset), parse_run(method, key="--method").name, p)
+        out, verdict = sanity_run(_dataset(dataset), parse_run(method, key="--method", variants=_variants(p)).name, p)
     if strict and verdict == "fail":
         raise UserError(f"{out}: a sanity rule failed (strict mode)")
     return out, verdict

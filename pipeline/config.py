@@ -19,7 +19,7 @@ from .core import paths
 from .core.errors import UserError
 from .core.schema import first_error
 from .data import DATASETS
-from .methods import ADDONS, METHODS, Run, method_settings, parse_run
+from .methods import ADDONS, METHODS, Run, method_settings, parse_run, variants_from
 from .params import AttackBlock, AttackParams, CoreBlock, Params, Threat, read_yaml
 
 
@@ -62,11 +62,12 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
     if c.eval_split == "val" and c.data.val_fraction == 0:
         raise UserError(f"{path}: 'eval_split': val needs a validation split; set data.val_fraction above 0")
 
-    if every:
-        try:
-            runs = [parse_run(r, key="runs") for r in c.runs]
-        except UserError as err:
-            raise UserError(f"{path}: {err}") from None
+    try:
+        variants = variants_from(raw.get("variants"))
+        if every:
+            runs = [parse_run(r, key="runs", variants=variants) for r in c.runs]
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
     wanted = {run.method for run in runs}
     method_params = {}
     for name in METHODS.names() if every else sorted(wanted):
@@ -79,13 +80,29 @@ def load_params(path: Path | None = None, *, runs: Sequence[Run] | None = None, 
         if name in wanted_addons or name in raw:
             addon_params[name] = _validate(ADDONS.get(name).Params, raw.get(name, {}), name, path)
 
+    variant_params = {}
+    for name in sorted(variants if every else {r.variant for r in runs if r.variant}):
+        cls = METHODS.get(variants[name])
+        changed = {k: v for k, v in c.variants[name].items() if k != "method"}
+        variant_params[name] = _validate(cls.Params, {**method_settings(cls, raw), **changed}, f"variants.{name}", path)
     attack_params = _load_attack(raw.get("attack"), path, _attacks(), threat) if attack else None
     for ds in c.datasets:
         try:
             DATASETS.get(ds, key="datasets")
         except UserError as err:
             raise UserError(f"{path}: {err}") from None
-    return Params(**dict(c), attack=attack_params, method_params=method_params, addon_params=addon_params)
+    return Params(**dict(c), attack=attack_params, method_params=method_params, addon_params=addon_params,
+                  variant_params=variant_params)
+
+
+def variant_methods(path: Path | None = None) -> dict[str, str]:
+    """params.yaml's `variants` as {run name: method}, read before the rest is validated (a stage names its run
+    on the command line, and a variant's name says nothing of its method)."""
+    path = Path(path) if path else paths.params_file()
+    try:
+        return variants_from(read_yaml(path).get("variants"))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def _attacks():

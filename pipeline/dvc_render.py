@@ -29,7 +29,7 @@ from ruamel.yaml import YAML
 
 from .core.errors import UserError
 from .core.io import write_text
-from .methods import ADDONS, METHODS, parse_run
+from .methods import ADDONS, METHODS, parse_run, variants_from
 from .params import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,24 +242,40 @@ def registered_runs() -> list[str]:
     return names
 
 
+def variants(root: Path = REPO) -> dict[str, str]:
+    """params.yaml's variant runs: {name: method}."""
+    path = root / "params.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        return variants_from(read_yaml(path).get("variants"))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
 def runs(root: Path = REPO, listed: list[str] | None = None) -> list[str]:
-    """The runs that get train stages: those params.yaml evaluates (`runs`, each a registered run; or
-    `listed` here), so a preset of six runs trains six; every registered run where none is named."""
+    """The runs that get train stages: those params.yaml evaluates (`runs`, each a registered run or one of
+    its `variants`; or `listed` here), so a preset of six runs trains six; every registered run where none is
+    named."""
     path = root / "params.yaml"
     listed = listed or (read_yaml(path).get("runs") if path.is_file() else None)
     if not listed:
         return registered_runs()
-    known = registered_runs()
+    known = registered_runs() + list(variants(root))
     unknown = [r for r in listed if r not in known]
     if unknown:
         raise UserError(f"{path}: 'runs': unknown run {unknown[0]!r}; runs: {', '.join(known)}")
     return list(dict.fromkeys(listed))
 
 
-def train_params(run: str) -> list[str]:
-    """The params keys the training of `run` reads: the trainer's, the method's and its add-on's."""
-    r = parse_run(run, key="run")
+def train_params(run: str, root: Path = REPO) -> list[str]:
+    """The params keys the training of `run` reads: the trainer's, the method's and its add-on's; for a variant,
+    its own entry `variants.<run>` and the method's keys it does not change."""
+    r = parse_run(run, key="run", variants=variants(root))
     keys = list(TRAIN_BASE) + list(METHODS.get(r.method).param_keys())
+    if r.variant:
+        changed = set(read_yaml(root / "params.yaml")["variants"][r.variant])
+        keys = [k for k in keys if k not in changed] + [f"variants.{r.variant}"]
     for addon in r.addons:
         keys += [k for k in ADDONS.get(addon).param_keys() if k not in keys]
     return keys
@@ -301,13 +317,13 @@ class Seeding:
         return [k for k in keys if not (self.further and k == "seed")]
 
 
-def _train(run: str, s: Seeding, code: list[str]) -> dict:
+def _train(run: str, s: Seeding, code: list[str], root: Path = REPO) -> dict:
     dims = ["dataset"]
     ds, folder = s.item(dims, "dataset"), s.folder(dims)
     body = {
         "cmd": f"python -m pipeline stage train --dataset {ds} --method {run}{s.flag()}",
         "deps": [f"data/prepared/{ds}", *code],
-        "params": s.params(train_params(run)),
+        "params": s.params(train_params(run, root)),
         # the training's last-epoch figures: an output, not metrics (the headline is; the curves are plots)
         "outs": [f"models/{folder}/{run}.safetensors", {f"metrics/train/{folder}/{run}/metrics.json": {"cache": False}}],
         "plots": [{f"metrics/train/{folder}/{run}/plots/metrics": {"cache": False, "x": "step"}}],
@@ -392,7 +408,8 @@ def _stages(root: Path, listed: list[str] | None) -> dict:
     for further in (False, True):
         s = Seeding(further)
         for run in runs(root, listed):
-            out[f"train-{run}{s.suffix}"] = _train(run, s, [code_file(f"train-{run}")])
+            method = variants(root).get(run)  # a variant trains with its method's code
+            out[f"train-{run}{s.suffix}"] = _train(run, s, [code_file(f"train-{method or run}")], root)
     for further in (False, True):
         s = Seeding(further)
         out[f"attack{s.suffix}"] = _attack(s, code["attack"])

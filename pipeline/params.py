@@ -208,6 +208,10 @@ class CoreBlock(Strict):
     #: the runs trained, evaluated and aggregated: a method (`otjr`) or method-addon (`trades-awp`)
     runs: Annotated[tuple[str, ...], BeforeValidator(_tuple)] = Field(
         min_length=1, description="the runs trained, evaluated and aggregated: a method or method-addon")
+    #: further runs: a method under a name of its own with some of its settings changed (listed in `runs`)
+    variants: dict[str, dict[str, Any]] = Field(
+        default={}, description="further runs, each a method under a name of its own with some of its settings "
+        "changed, e.g. otjr_tuned: {method: otjr, lambda_j: 0.01}; list the name in `runs`")
     threat: Threat
     data: DataParams
     model: ModelParams
@@ -264,6 +268,7 @@ class Params(CoreBlock):
     attack: AttackParams | None = None
     method_params: dict[str, SerializeAsAny[BaseModel]] = {}  # method name -> its validated settings
     addon_params: dict[str, SerializeAsAny[BaseModel]] = {}  # add-on name -> its validated block
+    variant_params: dict[str, SerializeAsAny[BaseModel]] = {}  # variant name -> its method's settings, changed
 
     @property
     def all_seeds(self) -> tuple[int, ...]:
@@ -280,6 +285,14 @@ class Params(CoreBlock):
         if not cls.param_keys():
             return cls.Params()
         raise UserError(f"params.yaml: missing key '{cls.param_keys()[0]}' (settings of method '{name}')")
+
+    def for_run(self, run: Any) -> BaseModel:
+        """The method settings run `run` (a `Run`) trains with: a variant's own, else its method's."""
+        if run.variant is None:
+            return self.for_method(run.method)
+        if run.variant not in self.variant_params:
+            raise UserError(f"params.yaml: missing key 'variants.{run.variant}' (settings of run '{run.variant}')")
+        return self.variant_params[run.variant]
 
     def for_addon(self, name: str) -> BaseModel:
         """The validated settings of add-on `name`."""

@@ -3,7 +3,7 @@ when first asked for (`METHODS.get`), so a training loads only its own method an
 
 from .addons import ADDONS, AddOn, AddOnSetup
 from .base import METHODS, Guide, Loss, Method, NoParams, Setup, method_settings, register
-from .runs import Run, parse_run
+from .runs import Run, parse_run, variants_from
 
 __all__ = ["METHODS", "ADDONS", "Method", "AddOn", "AddOnSetup", "Guide", "Loss", "NoParams", "Run", "Setup",
-           "register", "method_settings", "parse_run"]
+           "register", "method_settings", "parse_run", "variants_from"]

@@ -174,7 +174,8 @@ def aggregate(params: Params) -> str:
     """Write metrics/summary.json, summary_stats.json, headline.json and summary.md; returns the markdown."""
     summary, records, sanity = collect(params)
     white_box = evidence.white_box_attacks(params.attack.kinds)
-    claims = {ds: evidence.claims_for(ds, params.runs, params.seeds, white_box) for ds in params.datasets}
+    variants = {name: entry["method"] for name, entry in params.variants.items()}
+    claims = {ds: evidence.claims_for(ds, params.runs, params.seeds, white_box, variants) for ds in params.datasets}
     text = markdown(params, summary, records, sanity, claims)
     stats = summary_stats(params, records, claims)
     write_json(paths.summary_json(), summary)

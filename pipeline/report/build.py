@@ -49,7 +49,7 @@ def dataset_section(ds: str, results: Results, fig_dir: Path) -> list[str]:
     first = next((r.record for r in runs if r.record), None)
     where = (f"Attacks: {evaluated_on(first)}, seed {first['seed']}, device {first['device']}."
              if first else "No attack record yet.")
-    claims = evidence.claims_for(ds, results.runs, results.further_seeds, results.white_box)
+    claims = evidence.claims_for(ds, results.runs, results.further_seeds, results.white_box, results.variants)
     lines += section("Claims of the paper, tested", evidence.claims_markdown(claims),
                      "Each of the paper's testable claims measured on this dataset's runs (one seed unless stated)."
                      if not results.further_seeds else

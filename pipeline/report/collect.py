@@ -70,6 +70,7 @@ class Results:
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> analysis JSON
     further_seeds: tuple[int, ...] = ()  # params `seeds`: the claims pool their paired tests over every seed
     white_box: tuple[str, ...] = ()  # the suite's white-box attacks (the claims' white-box worst case)
+    variants: dict[str, str] = field(default_factory=dict)  # params `variants`: run -> method (their claims rows)
 
     def of(self, dataset: str) -> list[RunResults]:
         return [self.by_key[(dataset, r)] for r in self.runs if (dataset, r) in self.by_key]
@@ -106,7 +107,8 @@ def collect(params: Params) -> Results:
     by_key.update(external)
     runs = tuple(params.runs) + tuple(sorted({run for _, run in external} - set(params.runs)))
     white_box = tuple(evidence.white_box_attacks(params.attack.kinds))
-    return Results(tuple(params.datasets), runs, by_key, analyses, tuple(params.seeds), white_box)
+    variants = {name: entry["method"] for name, entry in params.variants.items()}
+    return Results(tuple(params.datasets), runs, by_key, analyses, tuple(params.seeds), white_box, variants)
 
 
 def external_runs(params: Params, analyses: dict[str, dict[str, Any]]) -> dict[tuple[str, str], RunResults]:

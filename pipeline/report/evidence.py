@@ -12,7 +12,8 @@ analysis that is missing makes its row "not run".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Collection, Mapping, Sequence
 
 from ..core import paths
@@ -53,6 +54,20 @@ CLAIMS: tuple[Claim, ...] = (
           "gradients of all runs analysed, at every PGD-k", "", kind="gradient",
           winners=("otjr", "opt_jr", "rand_jr", "sat_jr", "otjr-awp", "otjr-lbgat")),
 )
+
+
+def with_variants(variants: Mapping[str, str]) -> tuple[Claim, ...]:
+    """CLAIMS, then each paired claim once more for every variant (params.yaml `variants`, {run: method}) of a
+    run it compares, the variant in the method's place: 'otjr_tuned above trades under AutoAttack'."""
+    extra = []
+    for variant, method in variants.items():
+        for c in CLAIMS:
+            if c.kind == "paired" and method in (c.a, c.b):
+                extra.append(replace(c, statement=re.sub(rf"\b{re.escape(method)}\b", variant, c.statement),
+                                     a=variant if c.a == method else c.a, b=variant if c.b == method else c.b))
+    return CLAIMS + tuple(extra)
+
+
 EPOCHS_FRACTION = 0.9  # Fig. 7 criterion: first epoch at 90% of the lower of the two final held-out PGD accuracies
 CURVE = "val/pgd_acc"
 
@@ -188,11 +203,12 @@ def _gradient(claim: Claim, analysis: dict | None) -> ClaimResult:
 
 
 def evaluate_claims(flags: dict[str, list[dict] | None], curves: dict[str, dict], analysis: dict | None,
-                    white_box: Collection[str] = (), alpha: float = stats.ALPHA) -> list[ClaimResult]:
+                    white_box: Collection[str] = (), alpha: float = stats.ALPHA,
+                    claims: Sequence[Claim] = CLAIMS) -> list[ClaimResult]:
     """Every claim of one dataset; the paired ones Holm-corrected together, then given their verdicts.
     `white_box`: the attacks the white-box worst case is taken over."""
     results = []
-    for claim in CLAIMS:
+    for claim in claims:
         if claim.kind == "paired":
             results.append(_paired(claim, flags, white_box))
         elif claim.kind == "epochs":
@@ -206,10 +222,11 @@ def evaluate_claims(flags: dict[str, list[dict] | None], curves: dict[str, dict]
     return results
 
 
-def dataset_inputs(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = ()) -> tuple[dict, dict, dict | None]:
+def dataset_inputs(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = (),
+                   claims: Sequence[Claim] = CLAIMS) -> tuple[dict, dict, dict | None]:
     """Flags (every seed's), training curves and analysis (the first seed's) of one dataset's runs, as
     `evaluate_claims` takes them."""
-    wanted = {r for c in CLAIMS for r in (c.a, c.b) if r}
+    wanted = {r for c in claims for r in (c.a, c.b) if r}
     present = [r for r in runs if r in wanted]
     flags = {r: load_flags(dataset, r, further_seeds) for r in present}
     curves = {r: read_dvclive(paths.train_log_dir(dataset, r)) for r in present}
@@ -221,9 +238,11 @@ def dataset_inputs(dataset: str, runs: Sequence[str], further_seeds: Sequence[in
 
 
 def claims_for(dataset: str, runs: Sequence[str], further_seeds: Sequence[int] = (),
-               white_box: Collection[str] = ()) -> list[ClaimResult]:
-    """The claims table of one dataset; paired tests pool the McNemar counts over `seed` and `further_seeds`."""
-    return evaluate_claims(*dataset_inputs(dataset, runs, further_seeds), white_box)
+               white_box: Collection[str] = (), variants: Mapping[str, str] | None = None) -> list[ClaimResult]:
+    """The claims table of one dataset; paired tests pool the McNemar counts over `seed` and `further_seeds`.
+    `variants` ({run: method}, those in `runs`) add their copies of the paired claims (`with_variants`)."""
+    claims = with_variants({v: m for v, m in (variants or {}).items() if v in runs})
+    return evaluate_claims(*dataset_inputs(dataset, runs, further_seeds, claims), white_box, claims=claims)
 
 
 # ------------------------------------------------------------------ markdown

@@ -49,7 +49,7 @@ from .step import Step
 def training_settings(dataset: str, run: Run, params: Params, meta: dict, processes: int = 1) -> dict[str, Any]:
     """Everything that determines the trained weights; recorded in the checkpoint and fingerprinted."""
     method = METHODS.get(run.method)
-    settings = as_written(params.for_method(run.method))
+    settings = as_written(params.for_run(run))
     return {
         "dataset": dataset,
         "run": run.name,
@@ -141,7 +141,7 @@ def _trainee(run: Run, params: Params, meta: dict, ranks: distributed.Ranks, dev
     adversary = Adversary(a.eps, a.step, a.steps, a.start, a.start_std)
     method_cls = METHODS.get(run.method, key="method")
     jacobian = jacobian_mode(params.speed.jacobian, params.speed.fd_step)
-    method = method_cls(params.for_method(run.method), Setup(adversary, meta["num_classes"], jacobian))
+    method = method_cls(params.for_run(run), Setup(adversary, meta["num_classes"], jacobian))
     t = params.train
     optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                                 nesterov=t.nesterov)
