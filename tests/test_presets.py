@@ -32,7 +32,7 @@ def _params(tmp_path, name):
 
 
 def test_every_experiment_has_a_preset():
-    tiers = ["fashion-mnist", "fashion-mnist-full"]  # not paper experiments: tests/test_presets_fashion_mnist.py
+    tiers = ["fashion-mnist", "fashion-mnist-full", "fashion-mnist-sweep"]  # tests/test_presets_fashion_mnist.py
     assert presets.names() == sorted(["default", *EXPERIMENTS, *tiers])
 
 

@@ -19,7 +19,8 @@ from ..core.errors import UserError
 from .aggregate import HEADLINE
 
 HEADLINE_FILE = "metrics/headline.json"
-LABELS = {"clean": "clean", "pgd20": "PGD-20", "autoattack": "AutoAttack", "worst_case": "worst case"}
+LABELS = {"clean": "clean", "pgd20": "PGD-20", "pgd100": "PGD-100", "autoattack": "AutoAttack",
+          "worst_case": "worst case"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def rows(experiments: list[Experiment]) -> list[tuple[str, list[str]]]:
     pairs = list(dict.fromkeys((run, ds) for e in experiments for run, by_ds in e.headline.items() for ds in by_ds))
     for run, ds in pairs:
         cells = [e.headline.get(run, {}).get(ds, {}) for e in experiments]
-        for measure in HEADLINE:
+        for measure in (m for m in HEADLINE if any(m in c for c in cells)):  # measured by some experiment
             out.append((f"{run}@{ds} {LABELS[measure]}", [_cell(c, measure) for c in cells]))
         out.append((f"{run}@{ds} sanity", [str(c.get("sanity", "-")) for c in cells]))
     return out
