@@ -2,8 +2,9 @@
 # OTJR's hyper-parameter sweep (paper Table 8) on the Fashion-MNIST CPU tier, on the validation split,
 # published as docs/results/fashion-mnist-sweep.md with the setting it picks.
 #
-#   [JOBS=2] bench/fashion_mnist_sweep.sh [WORKDIR]
+#   [JOBS=2] bench/fashion_mnist_sweep.sh [WORKDIR [KEY=VALUE ...]]
 #
+# KEY=VALUE pairs override the preset (dotted keys, YAML values), e.g. train.epochs=1 for a smoke run.
 # Preset fashion-mnist-sweep (XE and OTJR seed 0, eval_split: val) in a clone of HEAD under WORKDIR:
 # `dvc repro` of the paper's values (lambda_J 0.002, lambda_SW 64, K 32), committed as the baseline,
 # then one `dvc exp run` per other value, one factor at a time (lambda_J 0, 0.01, 0.05; lambda_SW 8, 32;
@@ -12,6 +13,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$repo/.otjr/tiers/fashion-mnist-sweep}
+shift $(( $# > 0 ? 1 : 0 ))
 jobs=${JOBS:-2}
 py=${PYTHON:-$repo/.venv/bin/python}
 [ -x "$py" ] || py=python3
@@ -22,6 +24,7 @@ cd "$work"
 git() { command git -c user.name=otjr -c user.email=otjr@localhost "$@"; }
 start=$(date +%s)
 "$py" -m pipeline preset fashion-mnist-sweep
+[ $# -gt 0 ] && "$py" "$repo/bench/set_params.py" params.yaml "$@"
 dvc repro
 git add -A && git commit -qm "sweep baseline: lambda_J 0.002, lambda_SW 64, K 32 (eval_split: val)"
 for setting in lambda_j=0 lambda_j=0.01 lambda_j=0.05 lambda_sw=8 lambda_sw=32 num_projections=16 \
@@ -34,6 +37,6 @@ dvc queue status
 if dvc queue status | grep -q Failed; then echo "an experiment failed: dvc queue logs NAME" >&2; exit 1; fi
 "$py" -m pipeline stage sensitivity >/dev/null
 "$py" "$repo/bench/publish_report.py" --run "$work" --out "$repo/docs/results/fashion-mnist-sweep.md" \
-  --report metrics/sensitivity.md --command "JOBS=$jobs bench/fashion_mnist_sweep.sh" \
+  --report metrics/sensitivity.md --command "JOBS=$jobs bench/fashion_mnist_sweep.sh${*:+ $*}" \
   --seconds $(( $(date +%s) - start )) --preset fashion-mnist-sweep
 cp metrics/sensitivity.json "$repo/docs/results/fashion-mnist-sweep.json"

@@ -49,3 +49,16 @@ def test_training_does_not_import_torchvision(digits):
     proc = subprocess.run([sys.executable, "-c", code], cwd=digits, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_set_params_sets_dotted_keys_as_yaml_and_keeps_comments(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0  # first seed\nseeds: [1, 2]\ntrain:\n  epochs: 8  # eight\n  lr: 0.05\n")
+    tool = [sys.executable, str(REPO / "bench" / "set_params.py"), str(path)]
+    subprocess.run([*tool, "train.epochs=1", "seeds=[]", "data={val_fraction: 0.05}"], check=True)
+    text = path.read_text()
+    assert "epochs: 1  # eight" in text and "seed: 0  # first seed" in text and "lr: 0.05" in text
+    assert "seeds: []" in text and "val_fraction: 0.05" in text
+    bad = subprocess.run([*tool, "model.args.width=4"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "model.args.width: no key 'model'" in bad.stderr
+    assert "epochs: 1  # eight" in path.read_text()  # unchanged by the refused call

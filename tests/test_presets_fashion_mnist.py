@@ -38,7 +38,8 @@ def test_cpu_tier_validates_and_holds_its_calibrated_settings(tmp_path):
     assert p.model.name == "strided_cnn" and p.train.epochs == 8
     assert (p.adversary.steps, p.adversary.step) == (5, pytest.approx(0.04))
     assert p.all_seeds == (0, 1, 2)
-    assert (p.attack.n, p.attack.n_of("pgd20"), p.attack.n_of("autoattack")) == (10000, 10000, 200)
+    assert (p.attack.n, p.attack.n_of("pgd20"), p.attack.n_of("autoattack")) == (10000, 10000, 1000)
+    assert {p.attack.n_of(a) for a in p.attack.suite if a != "pgd20"} == {1000}  # the worst case on 1,000 too
     assert presets.describe("fashion-mnist")
 
 
