@@ -32,9 +32,10 @@ for setting in lambda_j=0 lambda_j=0.01 lambda_j=0.05 lambda_sw=8 lambda_sw=32 n
   dvc exp run --queue -n "${setting/=/-}" -S "$setting"
 done
 dvc queue start -j "$jobs"
-while dvc queue status | grep -qE "Queued|Running"; do sleep 30; done
-dvc queue status
-if dvc queue status | grep -q Failed; then echo "an experiment failed: dvc queue logs NAME" >&2; exit 1; fi
+queue() { dvc queue status 2>&1; }  # captured whole: `grep -q` on a pipe would end it early under pipefail
+while grep -qE "Queued|Running" <<< "$(queue)"; do sleep 30; done
+queue
+if grep -q Failed <<< "$(queue)"; then echo "an experiment failed: dvc queue logs NAME" >&2; exit 1; fi
 "$py" -m pipeline stage sensitivity >/dev/null
 "$py" "$repo/bench/publish_report.py" --run "$work" --out "$repo/docs/results/fashion-mnist-sweep.md" \
   --report metrics/sensitivity.md --command "JOBS=$jobs bench/fashion_mnist_sweep.sh${*:+ $*}" \

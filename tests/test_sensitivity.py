@@ -22,7 +22,7 @@ def headline(accuracy: dict, n: int = 1000) -> dict:
 def rev(rev: str, name: str | None, lambda_j, lambda_sw=64, k=32, accuracy=None, dataset="cifar10",
         model="wrn34_10", error=None, split=None, n=1000) -> dict:
     params = {"lambda_j": lambda_j, "lambda_sw": lambda_sw, "num_projections": k, "model": {"name": model, "args": {}},
-              "attack": {"n": n, **({"split": split} if split else {})}}
+              "attack": {"n": n}, **({"eval_split": split} if split else {})}
     data = {"rev": rev, "timestamp": None, "params": {"params.yaml": {"data": params}},
             "metrics": {"metrics/headline.json": {"data": {"otjr": {dataset: headline(accuracy or {}, n)},
                                                            "xe": {dataset: headline({"clean": 94.0}, n)}}}}}
@@ -38,6 +38,9 @@ def exp_show() -> list:
          "revs": [rev("b" * 40, "k16", 0.002, k=16, accuracy={"clean": 82.0, "pgd20": 55.0, "autoattack": 51.0})]},
         {"name": "broken", "executor": {"state": "failed"},
          "revs": [{"rev": "c" * 40, "name": "broken", "data": {}, "error": {"msg": "failed"}, "experiments": None}]},
+        # still running: DVC shows its params with the baseline's metrics, which are not its results
+        {"name": "k64-running", "executor": {"state": "running"},
+         "revs": [rev("e" * 40, "k64-running", 0.002, k=64, accuracy={"clean": 84.0, "pgd20": 55.5})]},
     ]
     # `dvc exp run` leaves the last experiment in the workspace too: listed once, under its name
     workspace = rev("workspace", None, 0.002, k=16, accuracy={"clean": 82.0, "pgd20": 55.0, "autoattack": 51.0})
@@ -51,7 +54,7 @@ def test_rows_come_from_every_successful_revision_once():
     assert small["lambda_j"] == 1e-05 and small["num_projections"] == 32.0  # '1e-05' (YAML 1.1 string) is a number
     assert rows[0]["accuracy"] == {"clean": 84.0, "pgd20": 55.5, "pgd100": 55.0, "autoattack": 52.0}
     assert rows[0]["interval"]["pgd20"] == [52.5, 57.5] and rows[0]["n"]["clean"] == 1000
-    assert {r["split"] for r in rows} == {"test"}  # params without attack.split: the test split
+    assert {r["split"] for r in rows} == {"test"}  # params without eval_split: the test split
 
 
 def test_table_puts_the_papers_row_beside_matching_settings(project, tmp_path):

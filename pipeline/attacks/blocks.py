@@ -144,8 +144,10 @@ def evaluation_key(parts: Iterable[Any], tensors: Iterable[torch.Tensor]) -> str
 def gather_bytes(data: bytes, ranks: Ranks, device: torch.device) -> list[bytes]:
     """Every rank's bytes (of any length), in rank order, on every rank: the lengths, then the bytes padded to
     the longest, through the trainer's `all_gather` (NCCL: on `device`)."""
-    sizes = [int(n) for n in all_gather(torch.tensor([len(data)], dtype=torch.int64), ranks, device)]
-    local = torch.zeros(max(sizes), dtype=torch.uint8)
+    if not ranks.distributed:
+        return [data]
+    sizes = [int(n) for n in all_gather(torch.tensor([len(data)], dtype=torch.int64, device="cpu"), ranks, device)]
+    local = torch.zeros(max(sizes), dtype=torch.uint8, device="cpu")
     if data:
         local[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return [p[:n].numpy().tobytes() for p, n in zip(all_gather(local, ranks, device), sizes)]
