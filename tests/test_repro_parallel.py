@@ -192,7 +192,7 @@ def test_an_interrupted_run_stops_its_children_and_the_next_run_does_only_the_re
         time.sleep(0.2)
     slow = int((times / "train-z.pid").read_text())
     proc.send_signal(signal.SIGINT)  # Ctrl-C
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=180)  # stopping DVC children took over 60 s on a loaded 2-core machine
     assert proc.returncode == 130, err
     assert "interrupted" in err and "train-z" in err
     assert not psutil.pid_exists(slow) or psutil.Process(slow).status() == psutil.STATUS_ZOMBIE
