@@ -268,13 +268,15 @@ def runs(root: Path = REPO, listed: list[str] | None = None) -> list[str]:
     return list(dict.fromkeys(listed))
 
 
-def train_params(run: str, root: Path = REPO) -> list[str]:
-    """The params keys the training of `run` reads: the trainer's, the method's and its add-on's; for a variant,
-    its own entry `variants.<run>` and the method's keys it does not change."""
-    r = parse_run(run, key="run", variants=variants(root))
+def train_params(run: str, variant_entries: dict | None = None) -> list[str]:
+    """The params keys the training of `run` reads: the trainer's, the method's and its add-on's; for a variant
+    (`variant_entries`: params.yaml's `variants` block), its own entry `variants.<run>` and the method's keys it
+    does not change."""
+    entries = variant_entries or {}
+    r = parse_run(run, key="run", variants={name: entry["method"] for name, entry in entries.items()})
     keys = list(TRAIN_BASE) + list(METHODS.get(r.method).param_keys())
     if r.variant:
-        changed = set(read_yaml(root / "params.yaml")["variants"][r.variant])
+        changed = set(entries[r.variant])
         keys = [k for k in keys if k not in changed] + [f"variants.{r.variant}"]
     for addon in r.addons:
         keys += [k for k in ADDONS.get(addon).param_keys() if k not in keys]
@@ -317,13 +319,13 @@ class Seeding:
         return [k for k in keys if not (self.further and k == "seed")]
 
 
-def _train(run: str, s: Seeding, code: list[str], root: Path = REPO) -> dict:
+def _train(run: str, s: Seeding, code: list[str], variant_entries: dict) -> dict:
     dims = ["dataset"]
     ds, folder = s.item(dims, "dataset"), s.folder(dims)
     body = {
         "cmd": f"python -m pipeline stage train --dataset {ds} --method {run}{s.flag()}",
         "deps": [f"data/prepared/{ds}", *code],
-        "params": s.params(train_params(run, root)),
+        "params": s.params(train_params(run, variant_entries)),
         # the training's last-epoch figures: an output, not metrics (the headline is; the curves are plots)
         "outs": [f"models/{folder}/{run}.safetensors", {f"metrics/train/{folder}/{run}/metrics.json": {"cache": False}}],
         "plots": [{f"metrics/train/{folder}/{run}/plots/metrics": {"cache": False, "x": "step"}}],
@@ -405,11 +407,14 @@ def _stages(root: Path, listed: list[str] | None) -> dict:
                                                                 "data.train_n"],
             "outs": ["data/prepared/${item}"]}},
     }
+    methods = variants(root)  # validated once: {variant: method}
+    path = root / "params.yaml"
+    entries = (read_yaml(path).get("variants") or {}) if methods else {}
     for further in (False, True):
         s = Seeding(further)
         for run in runs(root, listed):
-            method = variants(root).get(run)  # a variant trains with its method's code
-            out[f"train-{run}{s.suffix}"] = _train(run, s, [code_file(f"train-{method or run}")], root)
+            # a variant trains with its method's code
+            out[f"train-{run}{s.suffix}"] = _train(run, s, [code_file(f"train-{methods.get(run, run)}")], entries)
     for further in (False, True):
         s = Seeding(further)
         out[f"attack{s.suffix}"] = _attack(s, code["attack"])
