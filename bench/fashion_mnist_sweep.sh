@@ -6,7 +6,7 @@
 #
 # KEY=VALUE pairs override the preset (dotted keys, YAML values), e.g. train.epochs=1 for a smoke run.
 # Preset fashion-mnist-sweep (XE and OTJR seed 0, eval_split: val) in a clone of HEAD under WORKDIR:
-# `dvc repro` of the paper's values (lambda_J 0.002, lambda_SW 64, K 32), committed as the baseline,
+# `otjr repro -j JOBS` (JOBS=1: `dvc repro`) of the paper's values (lambda_J 0.002, lambda_SW 64, K 32), committed as the baseline,
 # then one `dvc exp run` per other value, one factor at a time (lambda_J 0, 0.01, 0.05; lambda_SW 8, 32;
 # K 16, 64), JOBS experiments at once through DVC's queue, then `otjr stage sensitivity`.
 # Needs the Fashion-MNIST files (Debian's dataset-fashion-mnist, or $OTJR_FASHION_MNIST_SOURCE).
@@ -25,7 +25,7 @@ git() { command git -c user.name=otjr -c user.email=otjr@localhost "$@"; }
 start=$(date +%s)
 "$py" -m pipeline preset fashion-mnist-sweep
 [ $# -gt 0 ] && "$py" "$repo/bench/set_params.py" params.yaml "$@"
-dvc repro
+if [ "$jobs" = 1 ]; then dvc repro; else "$py" -m pipeline repro -j "$jobs"; fi
 git add -A && git commit -qm "sweep baseline: lambda_J 0.002, lambda_SW 64, K 32 (eval_split: val)"
 for setting in lambda_j=0 lambda_j=0.01 lambda_j=0.05 lambda_sw=8 lambda_sw=32 num_projections=16 \
                num_projections=64; do
