@@ -36,6 +36,18 @@ def test_only_differing_params_and_every_headline_measure_each_experiment_a_colu
     assert next(line for line in lines if "sanity" in line).split()[2:] == ["pass", "warn", "-"]
 
 
+def test_only_finished_experiments_are_shown_not_queued_running_or_failed_ones():
+    base = {"lambda_j": 0.1}
+    shown = [{**_entry("main", base, _headline(90.0, "pass")), "experiments": [
+        {"executor": {"state": "success"}, "revs": [_entry("done", {"lambda_j": 0.5}, _headline(85.0, "pass"))]},
+        {"executor": None, "revs": [_entry("plain", {"lambda_j": 0.3}, _headline(86.0, "pass"))]},
+        # DVC lists these with their own params but main's metrics, which are not their results
+        {"executor": {"state": "queued"}, "revs": [_entry("waiting", {"lambda_j": 0.7}, _headline(90.0, "pass"))]},
+        {"executor": {"state": "running"}, "revs": [_entry("busy", {"lambda_j": 0.9}, _headline(90.0, "pass"))]},
+        {"executor": {"state": "failed"}, "revs": [_entry("broken", {"lambda_j": 0.2}, {})]}]}]
+    assert [e.name for e in parse(shown)] == ["main", "done", "plain"]
+
+
 def test_more_experiments_than_fit_go_to_blocks_no_wider_than_asked():
     shown = [_entry(f"exp-{i}", {"lambda_j": i / 10}, _headline(80.0 + i, "pass")) for i in range(12)]
     text = table(parse(shown), width=80)

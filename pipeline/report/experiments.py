@@ -46,14 +46,21 @@ def _experiment(name: str, data: dict | None) -> Experiment:
     return Experiment(name, _flat(params), headline)
 
 
+def finished(exp: dict[str, Any]) -> bool:
+    """Whether an experiment of `dvc exp show --json` has its own results: DVC lists a queued or running one
+    with its own params but its baseline's metrics."""
+    return (exp.get("executor") or {}).get("state") in (None, "success")
+
+
 def parse(shown: list[dict]) -> list[Experiment]:
-    """The baseline commits and their experiments of `dvc exp show --json`; the workspace where it differs."""
+    """The baseline commits and their finished experiments of `dvc exp show --json`; the workspace where it
+    differs."""
     found: list[Experiment] = []
     for entry in shown:
         rev = str(entry.get("rev", ""))
         name = entry.get("name") or (rev if rev == "workspace" else rev[:7])
         found.append(_experiment(name, entry.get("data")))
-        for exp in entry.get("experiments") or []:
+        for exp in filter(finished, entry.get("experiments") or []):
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name") or str(rev.get("rev"))[:7]
                 found.append(_experiment(name, rev.get("data")))

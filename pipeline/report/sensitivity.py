@@ -21,6 +21,7 @@ from ..core.errors import UserError
 from ..core.io import read_json, write_json, write_text
 from . import paper
 from .aggregate import LABELS
+from .experiments import finished
 from .tables import fmt, signed, table
 
 HYPER = ("lambda_j", "lambda_sw", "num_projections")
@@ -43,13 +44,13 @@ def exp_show_json(cwd: Path) -> Any:
 def revisions(exp_show: Any) -> Iterator[dict[str, Any]]:
     """Every revision entry of `dvc exp show --json` output: commits and their finished experiments, the
     workspace last (so an experiment that `dvc exp run` also left in the workspace keeps its name). A queued or
-    running experiment is left out: DVC lists it with its own params but its baseline's metrics."""
+    running experiment is left out (`experiments.finished`)."""
     entries = exp_show if isinstance(exp_show, list) else []
     workspace = [e for e in entries if e.get("rev") == "workspace"]
     for entry in [e for e in entries if e.get("rev") != "workspace"] + workspace:
         yield entry
         for exp in entry.get("experiments") or []:
-            if (exp.get("executor") or {}).get("state") not in (None, "success"):
+            if not finished(exp):
                 continue
             for rev in exp.get("revs") or []:
                 yield from revisions([rev])
