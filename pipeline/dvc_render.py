@@ -273,7 +273,7 @@ def train_params(run: str, variant_entries: dict | None = None) -> list[str]:
     (`variant_entries`: params.yaml's `variants` block), its own entry `variants.<run>` and the method's keys it
     does not change."""
     entries = variant_entries or {}
-    r = parse_run(run, key="run", variants={name: entry["method"] for name, entry in entries.items()})
+    r = parse_run(run, key="run", variants=variants_from(entries))
     keys = list(TRAIN_BASE) + list(METHODS.get(r.method).param_keys())
     if r.variant:
         changed = set(entries[r.variant])

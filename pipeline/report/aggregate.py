@@ -7,6 +7,7 @@ from typing import Any
 
 from ..core import paths
 from ..core.io import write_json, write_text
+from ..methods import variants_from
 from ..params import Params
 from . import evidence, stats
 from .records import seed_records
@@ -174,7 +175,7 @@ def aggregate(params: Params) -> str:
     """Write metrics/summary.json, summary_stats.json, headline.json and summary.md; returns the markdown."""
     summary, records, sanity = collect(params)
     white_box = evidence.white_box_attacks(params.attack.kinds)
-    variants = {name: entry["method"] for name, entry in params.variants.items()}
+    variants = variants_from(params.variants)
     claims = {ds: evidence.claims_for(ds, params.runs, params.seeds, white_box, variants) for ds in params.datasets}
     text = markdown(params, summary, records, sanity, claims)
     stats = summary_stats(params, records, claims)

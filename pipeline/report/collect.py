@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core import paths, timing
 from ..core.io import read_json
+from ..methods import variants_from
 from ..params import Params
 from . import evidence
 from .records import accuracies, read_dvclive, read_optional
@@ -107,7 +108,7 @@ def collect(params: Params) -> Results:
     by_key.update(external)
     runs = tuple(params.runs) + tuple(sorted({run for _, run in external} - set(params.runs)))
     white_box = tuple(evidence.white_box_attacks(params.attack.kinds))
-    variants = {name: entry["method"] for name, entry in params.variants.items()}
+    variants = variants_from(params.variants)
     return Results(tuple(params.datasets), runs, by_key, analyses, tuple(params.seeds), white_box, variants)
 
 
