@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Literal
 
 import pytest
@@ -73,6 +75,42 @@ def test_workers_give_the_sequential_results_in_the_suite_order(one_thread, pool
     assert sum(aa.results["fooled_by_stage"].values()) == int((spread.clean & ~aa.robust).sum()) > 0
     assert without_seconds(summarise(alone, cheap_suite())) == without_seconds(summarise(spread, attacks))
     assert all(o.seconds > 0 for o in spread.outcomes.values())
+
+
+class _WhereRun(Attack):
+    """Leaves the images as they are, slowly, and gathers the process each block ran in."""
+
+    class Params(Strict):
+        norm: Literal["linf"] = "linf"
+        eps: PositiveBudget = 0.2
+
+    kind = "where_run"
+    implementation = "pipeline.attacks"
+
+    def perturb(self, model, x, y):
+        time.sleep(0.3)  # long enough that both workers take blocks
+        return x.clone()
+
+    def gathered(self):
+        return {"pid": torch.tensor([os.getpid()])}
+
+    def restore(self, parts):
+        self.pids = [int(p["pid"]) for p in parts]
+
+    def results(self):
+        return {"processes": len(set(self.pids))}
+
+
+def test_one_attack_in_several_blocks_is_shared_by_the_workers_and_reported_once(one_thread, pools):
+    d = digits()
+    done: list[str] = []
+    attacks = [_WhereRun(_WhereRun.Params(), 10), *suite("fgsm")]
+    result = evaluate(trained("pgd_at"), d.x_test[:32], d.y_test[:32], attacks, batch_size=64, workers=2,
+                      on_attack=done.append, plan=Plan(block=8))
+    assert pools == [2]
+    assert result.outcomes["where_run"].results == {"processes": 2}  # its four blocks ran in both workers
+    assert len(attacks[0].pids) == 4 and os.getpid() not in attacks[0].pids
+    assert sorted(done) == ["fgsm", "where_run"]  # one line per attack, not per block
 
 
 class _OutOfRange(Attack):

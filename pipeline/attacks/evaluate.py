@@ -126,11 +126,11 @@ def _clean_block(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
 
 
 def _blocks_job(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, clean: dict[int, torch.Tensor],
-                plan: "Plan", batch_size: int, seed: int) -> bytes:
-    """This rank's blocks of one attack, each taken from the store if a run before finished it; packed (it may run
+                plan: "Plan", batch_size: int, seed: int, indices: list[int]) -> bytes:
+    """Blocks `indices` of one attack, each taken from the store if a run before finished it; packed (it may run
     in a worker process)."""
     done = {}
-    for index in plan.mine(len(x)):
+    for index in indices:
         result = plan.store.load(attack.name, index)
         if result is None:
             start, stop = plan.spans(len(x))[index]
@@ -207,13 +207,25 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: list[A
                 plan.store.save("clean", index, found)
             clean[("clean", index)] = found
         flags = {index: r.flags for (_, index), r in clean.items()}
-        jobs, cost = {}, {}
+        # one job per block of each attack: the workers share even one dear attack (AutoAttack) block by block
+        jobs, cost, left = {}, {}, {}
         for attack in attacks:
             n = (n_of or {}).get(attack.name, len(x))
-            jobs[attack.name] = functools.partial(_blocks_job, counted if attack.fp32_only else fast, attack, x[:n],
-                                                  y[:n], flags, plan, batch_size, seed)
-            cost[attack.name] = attack.cost * n
-        packed = run_jobs(jobs, cost, workers if not plan.ranks.distributed else 1, x.device, on_attack)
+            mine = plan.mine(n)
+            for part in [[index] for index in mine] or [[]]:  # no block of this rank: one empty job all the same
+                key = f"{attack.name}#{part[0] if part else ''}"
+                jobs[key] = functools.partial(_blocks_job, counted if attack.fp32_only else fast, attack, x[:n], y[:n],
+                                              flags, plan, batch_size, seed, part)
+                cost[key] = attack.cost * sum(stop - start for start, stop in (plan.spans(n)[i] for i in part))
+            left[attack.name] = len(mine) or 1
+
+        def block_done(key: str) -> None:
+            name = key.rpartition("#")[0]
+            left[name] -= 1
+            if left[name] == 0 and on_attack:
+                on_attack(name)  # its last block
+
+        packed = run_jobs(jobs, cost, workers if not plan.ranks.distributed else 1, x.device, block_done)
     blocks = dict(clean)
     for data in packed.values():
         blocks.update(unpack(data))

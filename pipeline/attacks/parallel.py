@@ -1,10 +1,10 @@
 """The attacks of one evaluation spread over forked worker processes on the CPU (`attack.workers`).
 
-Each attack runs in its own seeded RNG (`counting.isolated_rng`), so where it runs changes
-nothing: a child forked after the clean pass inherits the model, the data and the attack
-objects, runs whole attacks on one torch thread (as the parent does), and sends back each
-outcome with the attack's `results()`. The dearest attacks go first, so AutoAttack starts at
-once while the cheap ones share the other workers.
+Each block of an attack runs in its own seeded RNG (`counting.isolated_rng`), so where it runs
+changes nothing: a child forked after the clean pass inherits the model, the data and the attack
+objects, runs one block of one attack per job on one torch thread (as the parent does), and sends
+back its outcome with what the attack gathered. The dearest blocks go first, so every worker
+starts on AutoAttack and the cheap attacks fill in at the end.
 
 Used only on the CPU, with one torch thread, and where `fork` exists: CUDA cannot be forked,
 and a result is bit-identical only at the same thread count in every process (with several
