@@ -36,6 +36,7 @@ trap 'exit 143' TERM INT
 jobs=${JOBS:-2}
 if [ "$jobs" = 1 ]; then PATH="$(dirname "$py"):$PATH" dvc repro
 else PATH="$(dirname "$py"):$PATH" "$py" -m pipeline repro -j "$jobs"; fi
+sweep=(); [ -f "$repo/docs/results/fashion-mnist-sweep.md" ] && sweep=(--sweep "$repo/docs/results/fashion-mnist-sweep.md")
 "$py" "$repo/bench/publish_report.py" --run "$work" --out "$repo/docs/results/fashion-mnist.md" \
   --command "JOBS=$jobs bench/fashion_mnist_tier.sh${*:+ $*}" --seconds $(( before + $(date +%s) - start )) \
-  --preset fashion-mnist
+  --preset fashion-mnist "${sweep[@]}"  # the sweep that picked the tuned row (bench/fashion_mnist_sweep.sh)

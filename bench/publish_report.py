@@ -1,10 +1,11 @@
 """Publish a finished run's report under docs/: what was run, where, with what, then the report itself.
 
     python bench/publish_report.py --run DIR --out docs/results/NAME.md --command CMD --seconds S --preset NAME
-        [--report metrics/sensitivity.md]
+        [--report metrics/sensitivity.md] [--sweep docs/results/SWEEP.md]
 
 Copies DIR/metrics/report/report.md (or --report, relative to DIR) below a header (command, date, commit, machine, library
-versions, wall time) and its figures next to the output, so the page reads on its own.
+versions, wall time) and its figures next to the output, so the page reads on its own. --sweep puts a published
+sensitivity sweep (itself a page of this tool) in the report's hyper-parameter section, which `dvc repro` leaves empty.
 """
 
 from __future__ import annotations
@@ -50,6 +51,22 @@ def header(run: Path, command: str, seconds: int, preset: str, report: str = "me
             f"- Versions: {versions}", ""]
 
 
+SENSITIVITY = "## Hyper-parameter sensitivity (paper Table 8)"
+
+
+def with_sweep(body: list[str], sweep: Path) -> list[str]:
+    """`body` with its sensitivity section's text replaced by the page `sweep`: its header (command, date, wall
+    time) and tables, headings one level down, and a link to it."""
+    if SENSITIVITY not in body:
+        sys.exit(f"the report has no section {SENSITIVITY!r} to put {sweep} in")
+    start = body.index(SENSITIVITY) + 1
+    end = next((i for i in range(start, len(body)) if body[i].startswith("## ")), len(body))
+    lines = [line for line in sweep.read_text().splitlines()[1:] if not line.startswith("<!--")]  # no title
+    lines = ["#" + line if line.startswith("#") else line for line in lines]
+    return [*body[:start], "", f"Published on its own as [{sweep.name}]({sweep.name}); copied here.", *lines, "",
+            *body[end:]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True)
@@ -58,12 +75,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, required=True)
     ap.add_argument("--preset", required=True)
     ap.add_argument("--report", default="metrics/report/report.md", help="the page to publish, relative to --run")
+    ap.add_argument("--sweep", type=Path, help="a published sensitivity sweep to put in the report")
     a = ap.parse_args()
     report = a.run / a.report
     if not report.is_file():
         sys.exit(f"{report}: no report (did dvc repro finish?)")
     lines = report.read_text().splitlines()
     title, body = (lines[0], lines[1:]) if lines and lines[0].startswith("# ") else ("# Report", lines)
+    if a.sweep:
+        body = with_sweep(body, a.sweep)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join([title, "", *header(a.run, a.command, a.seconds, a.preset, a.report), *body]) + "\n")
     figures = report.parent / "figures"

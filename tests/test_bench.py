@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO, run_cli
 
@@ -62,3 +65,20 @@ def test_set_params_sets_dotted_keys_as_yaml_and_keeps_comments(tmp_path):
     bad = subprocess.run([*tool, "model.args.width=4"], capture_output=True, text=True)
     assert bad.returncode != 0 and "model.args.width: no key 'model'" in bad.stderr
     assert "epochs: 1  # eight" in path.read_text()  # unchanged by the refused call
+
+
+def test_publish_report_puts_a_published_sweep_in_the_sensitivity_section(tmp_path):
+    spec = importlib.util.spec_from_file_location("publish_report", REPO / "bench" / "publish_report.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    sweep = tmp_path / "sweep.md"
+    sweep.write_text("# Sensitivity\n\n<!-- written by a tool -->\n- Command: `sweep.sh`\n\n## digits (val)\n\n| a |\n")
+    body = ["## Claims", "", "rows", "", tool.SENSITIVITY, "", "Built from queued experiments ...", "",
+            "## Settings and versions", "", "v"]
+    out = tool.with_sweep(body, sweep)
+    section = out[out.index(tool.SENSITIVITY):out.index("## Settings and versions")]
+    assert "Built from queued experiments ..." not in out and "- Command: `sweep.sh`" in section
+    assert "### digits (val)" in section and "| a |" in section and "# Sensitivity" not in out
+    assert out[:5] == body[:5] and out[-3:] == body[-3:]  # the rest as it was
+    with pytest.raises(SystemExit, match="no section"):
+        tool.with_sweep(["## Claims"], sweep)
