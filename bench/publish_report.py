@@ -36,14 +36,26 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}); " + (f"GPU: {', '.join(gpus)}" if gpus else "no GPU")
 
 
+def _threads(params: Path) -> str | None:
+    """params.yaml's `threads` (torch threads per stage process; 0: torch's default)."""
+    for line in params.read_text().splitlines() if params.is_file() else []:
+        if line.startswith("threads:"):
+            value = line.split(":", 1)[1].split("#", 1)[0].strip()
+            return "torch's default" if value == "0" else value
+    return None
+
+
 def header(run: Path, command: str, seconds: int, preset: str, report: str = "metrics/report/report.md") -> list[str]:
     sys.path.insert(0, str(run))
     from pipeline.core.versions import library_versions
 
-    commit = subprocess.run(["git", "-C", str(run), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(run), *args], capture_output=True, text=True).stdout.strip()
+
+    # the code's commit: the one the run's clone started from (a sweep commits its baseline params on top)
+    commit = git("rev-parse", "--short", git("merge-base", "HEAD", "origin/HEAD") or "HEAD") or "unknown"
     versions = ", ".join(f"{k} {v}" for k, v in sorted(library_versions().items()))
-    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    threads = _threads(run / "params.yaml") or os.environ.get("OMP_NUM_THREADS", "torch's default")
     return [f"<!-- written by bench/publish_report.py from {run.name}'s {report}; do not edit -->", "",
             f"- Command: `{command}` (preset `{preset}`), commit {commit}",
             f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {seconds // 60} min {seconds % 60} s",

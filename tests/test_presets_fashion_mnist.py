@@ -3,12 +3,18 @@ eps = 0.1, with the paper's hyper-parameters as the primary rows (docs/results/f
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import REPO
 from pipeline import presets
 from pipeline.config import load_params
+from pipeline.methods import parse_run
 
 TIER_METHODS = ["xe", "pgd_at", "trades", "alp", "sat", "rand_jr", "opt_jr", "sw", "sat_jr", "otjr"]  # all ten
+TUNED = "otjr_tuned"  # OTJR at the setting the sweep picked on the validation split
+SWEEP = REPO / "docs" / "results" / "fashion-mnist-sweep.json"
 
 
 def _params(tmp_path, name):
@@ -33,7 +39,7 @@ def _check_budget_and_paper_values(p):
 def test_cpu_tier_validates_and_holds_its_calibrated_settings(tmp_path):
     p = _params(tmp_path, "fashion-mnist")
     _check_budget_and_paper_values(p)
-    assert p.runs == tuple(TIER_METHODS)
+    assert p.runs == (*TIER_METHODS, TUNED)
     assert p.data.train_n == {"fashion_mnist": 20000}
     assert p.model.name == "strided_cnn" and p.train.epochs == 8
     assert (p.adversary.steps, p.adversary.step) == (5, pytest.approx(0.04))
@@ -41,6 +47,17 @@ def test_cpu_tier_validates_and_holds_its_calibrated_settings(tmp_path):
     assert (p.attack.n, p.attack.n_of("pgd20"), p.attack.n_of("autoattack")) == (10000, 10000, 1000)
     assert {p.attack.n_of(a) for a in p.attack.suite if a != "pgd20"} == {1000}  # the worst case on 1,000 too
     assert presets.describe("fashion-mnist")
+
+
+def test_tuned_row_trains_with_what_the_published_sweep_picked_on_validation(tmp_path):
+    picked = json.loads(SWEEP.read_text())["picked"]["fashion_mnist/val"]
+    assert picked["split"] == "val"
+    p = _params(tmp_path, "fashion-mnist")
+    assert p.variants[TUNED]["method"] == "otjr"
+    tuned = p.for_run(parse_run(TUNED, variants={TUNED: "otjr"}))
+    for key in ("lambda_j", "lambda_sw", "num_projections"):
+        assert getattr(tuned, key) == pytest.approx(picked[key]), key
+        assert key in p.variants[TUNED]  # pinned: a later top-level edit does not move the tuned row
 
 
 def test_full_tier_validates_with_five_seeds(tmp_path):
