@@ -10,7 +10,7 @@
 # or the end of a working session) resumes there, every finished stage kept, a training from its last
 # epoch and an attack from its last block; the page's wall time is the sum of the parts.
 # Needs the Fashion-MNIST files (Debian's dataset-fashion-mnist, or $OTJR_FASHION_MNIST_SOURCE);
-# about 9-10 h of one core in all (presets/fashion-mnist.yaml), so plan parts. The run happens in a clone
+# about 18 h of one core in all at the 2026-12-08 rates (presets/fashion-mnist.yaml), so plan parts. The run happens in a clone
 # of HEAD under WORKDIR, so this checkout's tracked default results stay as they are.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
