@@ -77,15 +77,20 @@ def test_workers_give_the_sequential_results_in_the_suite_order(one_thread, pool
     assert all(o.seconds > 0 for o in spread.outcomes.values())
 
 
-class _WhereRun(Attack):
-    """Leaves the images as they are, slowly, and gathers the process each block ran in."""
+class _Probe(Attack):
+    """A test attack at L-inf 0.2; subclasses say what it does."""
 
     class Params(Strict):
         norm: Literal["linf"] = "linf"
         eps: PositiveBudget = 0.2
 
-    kind = "where_run"
     implementation = "pipeline.attacks"
+
+
+class _WhereRun(_Probe):
+    """Leaves the images as they are, slowly, and gathers the process each block ran in."""
+
+    kind = "where_run"
 
     def perturb(self, model, x, y):
         time.sleep(0.3)  # long enough that both workers take blocks
@@ -113,15 +118,10 @@ def test_one_attack_in_several_blocks_is_shared_by_the_workers_and_reported_once
     assert sorted(done) == ["fgsm", "where_run"]  # one line per attack, not per block
 
 
-class _OutOfRange(Attack):
+class _OutOfRange(_Probe):
     """Returns pixels above 1: the evaluator's check must stop it, in whatever process it runs."""
 
-    class Params(Strict):
-        norm: Literal["linf"] = "linf"
-        eps: PositiveBudget = 0.2
-
     kind = "out_of_range"
-    implementation = "pipeline.attacks"
 
     def perturb(self, model, x, y):
         return x + 2
